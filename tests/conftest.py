@@ -1,0 +1,36 @@
+"""Shared fixtures: the model configurations every generic model check runs through."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# Small but complete configurations covering every option of the model.
+MODEL_CONFIGS: dict[str, dict] = {
+    "direct-gaussian-polynomial": dict(direct_forces=True, rbf="gaussian", envelope="polynomial"),
+    "conservative-stress-bessel-exponential": dict(
+        direct_forces=False, regress_stress=True, rbf="spherical_bessel", envelope="exponential"
+    ),
+    "conservative-bernstein": dict(direct_forces=False, rbf="bernstein", envelope="polynomial"),
+}
+
+SMALL = dict(hidden_channels=16, num_layers=2, num_rbf=8, cutoff=4.0, max_neighbors=200,
+             num_elements=100, regress_forces=True, use_pbc=True, otf_graph=True)
+
+
+def build_model(name: str, dtype: torch.dtype = torch.float64, seed: int = 0, **extra):
+    """A small LEIGNN for configuration ``name``, in eval mode and ``dtype``."""
+    from leignn_plugin.models import LEIGNN
+
+    torch.manual_seed(seed)
+    model = LEIGNN(**{**SMALL, **MODEL_CONFIGS[name], **extra}).to(dtype)
+    return model.eval()
+
+
+@pytest.fixture(params=sorted(MODEL_CONFIGS))
+def model_name(request) -> str:
+    return request.param
