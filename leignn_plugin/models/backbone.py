@@ -16,7 +16,7 @@ from leignn_plugin.models.blocks.activation import reset_linear_layers
 from leignn_plugin.models.blocks.interaction import InteractionLayer
 from leignn_plugin.models.blocks.radial import RadialEmbedding
 from leignn_plugin.models.graph import apply_strain, edge_geometry, neighbor_graph
-from leignn_plugin.models.graph.neighbors import periodic_flags, structure_cells
+from leignn_plugin.models.graph.neighbors import GRAPH_METHODS, periodic_flags, structure_cells
 
 
 @registry.register_model("leignn_backbone")
@@ -39,6 +39,7 @@ class LEIGNNBackbone(nn.Module, GraphModelMixin, BackboneInterface):
         use_pbc: periodic boundary conditions (per axis from ``data.pbc`` when present).
         otf_graph: build the graph on the fly instead of reading ``edge_index`` from the data.
         enforce_max_neighbors_strictly: cut ties at ``max_neighbors`` arbitrarily (fairchem's flag).
+        graph_method: neighbour search, ``fairchem`` (all pairs) or ``cell_list`` (linear in atoms).
         vectors_out: keep the last layer's vector update (needed by direct forces).
     """
 
@@ -60,6 +61,7 @@ class LEIGNNBackbone(nn.Module, GraphModelMixin, BackboneInterface):
         use_pbc_single: bool = False,
         otf_graph: bool = True,
         enforce_max_neighbors_strictly: bool = False,
+        graph_method: str = "fairchem",
         vectors_out: bool | None = None,
     ) -> None:
         super().__init__()
@@ -80,6 +82,9 @@ class LEIGNNBackbone(nn.Module, GraphModelMixin, BackboneInterface):
         self.use_pbc_single = use_pbc_single
         self.otf_graph = otf_graph
         self.enforce_max_neighbors_strictly = enforce_max_neighbors_strictly
+        if graph_method not in GRAPH_METHODS:
+            raise ValueError(f"unknown graph_method '{graph_method}': choose one of {', '.join(GRAPH_METHODS)}")
+        self.graph_method = graph_method
         if vectors_out is None:
             vectors_out = regress_forces and direct_forces
 
@@ -134,7 +139,7 @@ class LEIGNNBackbone(nn.Module, GraphModelMixin, BackboneInterface):
             pos_used = pos
 
         graph = neighbor_graph(data, self.cutoff, self.max_neighbors, self.use_pbc, self.otf_graph,
-                               self.enforce_max_neighbors_strictly)
+                               self.enforce_max_neighbors_strictly, self.graph_method)
         geom = edge_geometry(pos_used, cell, batch, graph.edge_index, graph.cell_offsets)
         rbf, env = self.radial(geom.distance)  # [E, R], [E]
 

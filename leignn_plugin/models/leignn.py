@@ -8,7 +8,6 @@ from fairchem.core.models.base import GraphModelMixin, HeadInterface
 from torch import nn
 
 from leignn_plugin.models.backbone import LEIGNNBackbone
-from leignn_plugin.models.blocks.activation import reset_linear_layers
 from leignn_plugin.models.heads import DirectForceHead, EnergyHead, conservative_forces_and_stress
 
 
@@ -54,9 +53,6 @@ class LEIGNN(nn.Module, GraphModelMixin):
         self.force_head = (
             DirectForceHead(f) if self.backbone.regress_forces and self.backbone.direct_forces else None
         )
-        reset_linear_layers(self.energy_head)
-        if self.force_head is not None:
-            reset_linear_layers(self.force_head)
 
     def __getattr__(self, name: str):
         """Graph options (cutoff, max_neighbors, use_pbc, ...) are the backbone's."""

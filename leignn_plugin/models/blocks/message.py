@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from leignn_plugin.models.blocks.activation import mlp
-from leignn_plugin.models.scatter import segment_sum
 
 
 class MessageBlock(nn.Module):
@@ -16,6 +15,10 @@ class MessageBlock(nn.Module):
 
     dv_i = sum_j (a_ij v_j + b_ij n_ij) / sqrt(F);  dx_i = sum_j c_ij;
     x_i <- (x_i + dx_i) / sqrt(2);  v_i <- v_i + dv_i.
+
+    ``edge_chunk_size`` (not saved with the model) processes the edges in chunks of that many, which
+    bounds the memory of the per-edge tensors [E, 3F] and [E, 3, F] for large systems; the sums are
+    accumulated in the same order, so the result does not change.
     """
 
     def __init__(self, hidden_channels: int, num_rbf: int) -> None:
@@ -26,6 +29,39 @@ class MessageBlock(nn.Module):
         self.inv_sqrt_3 = 1.0 / math.sqrt(3.0)
         self.inv_sqrt_f = 1.0 / math.sqrt(hidden_channels)
         self.inv_sqrt_2 = 1.0 / math.sqrt(2.0)
+        self.edge_chunk_size: int | None = None
+
+    def edge_filter(self, rbf: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+        """W_r(rbf) * envelope / sqrt(3) as one matmul: [rbf * s, s] @ [W^T; b] with s = envelope / sqrt(3)."""
+        scale = (envelope * self.inv_sqrt_3).unsqueeze(-1)  # [E, 1]
+        weight = torch.cat([self.radial.weight.t(), self.radial.bias.unsqueeze(0)], dim=0)  # [R + 1, 3F]
+        return torch.cat([rbf * scale, scale], dim=-1) @ weight.to(rbf.dtype)  # [E, 3F]
+
+    def add_edge_sums(
+        self,
+        node_part: torch.Tensor,
+        v: torch.Tensor,
+        rbf: torch.Tensor,
+        envelope: torch.Tensor,
+        unit_vec: torch.Tensor,
+        edge_index: torch.Tensor,
+        dx: torch.Tensor,
+        dv: torch.Tensor,
+    ) -> None:
+        """Add the messages of the given edges onto their targets, in place: dx [N, F], dv [N, 3, F]."""
+        j, i = edge_index[0], edge_index[1]
+        f = self.hidden_channels
+        recording = torch.is_grad_enabled()
+        msg = self.edge_filter(rbf, envelope)  # [E, 3F]
+        gathered = node_part.index_select(0, j)  # [E, 3F]
+        msg = msg * gathered if recording else msg.mul_(gathered)
+        a, b, c = torch.split(msg, f, dim=-1)  # [E, F] each
+        dx.index_add_(0, i, c)  # [N, F]
+        v_j = v.index_select(0, j)  # [E, 3, F]
+        vec_msg = v_j * a.unsqueeze(1) if recording else v_j.mul_(a.unsqueeze(1))  # [E, 3, F]
+        b_n = (b.unsqueeze(1), unit_vec.unsqueeze(-1))  # [E, 1, F], [E, 3, 1]
+        vec_msg = torch.addcmul(vec_msg, *b_n) if recording else vec_msg.addcmul_(*b_n)  # [E, 3, F]
+        dv.index_add_(0, i, vec_msg)  # [N, 3, F]
 
     def forward(
         self,
@@ -37,14 +73,15 @@ class MessageBlock(nn.Module):
         edge_index: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [N, F], v [N, 3, F], rbf [E, R], envelope [E], unit_vec [E, 3] (from j to i)."""
-        j, i = edge_index[0], edge_index[1]
-        num_nodes, f = x.shape
         node_part = self.node_mlp(x)  # [N, 3F]
-        filt = self.radial(rbf) * (envelope * self.inv_sqrt_3).unsqueeze(-1)  # [E, 3F]
-        msg = node_part[j] * filt  # [E, 3F]
-        a, b, c = torch.split(msg, f, dim=-1)  # [E, F] each
-
-        dx = segment_sum(c, i, num_nodes)  # [N, F]
-        vec_msg = a.unsqueeze(1) * v[j] + b.unsqueeze(1) * unit_vec.unsqueeze(-1)  # [E, 3, F]
-        dv = segment_sum(vec_msg, i, num_nodes) * self.inv_sqrt_f  # [N, 3, F]
-        return (x + dx) * self.inv_sqrt_2, v + dv
+        dx, dv = torch.zeros_like(x), torch.zeros_like(v)  # [N, F], [N, 3, F]
+        num_edges = edge_index.shape[1]
+        size = self.edge_chunk_size
+        if size is None or num_edges <= size:
+            self.add_edge_sums(node_part, v, rbf, envelope, unit_vec, edge_index, dx, dv)
+        else:
+            for start in range(0, num_edges, size):
+                part = slice(start, min(num_edges, start + size))
+                self.add_edge_sums(node_part, v, rbf[part], envelope[part], unit_vec[part],
+                                   edge_index[:, part], dx, dv)
+        return (x + dx) * self.inv_sqrt_2, v + dv * self.inv_sqrt_f

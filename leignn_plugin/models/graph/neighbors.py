@@ -20,6 +20,10 @@ from types import SimpleNamespace
 import torch
 from fairchem.core.common.utils import radius_graph_pbc
 
+from leignn_plugin.models.graph.cell_list import cell_list_graph
+
+GRAPH_METHODS = ("fairchem", "cell_list")
+
 
 @dataclass
 class NeighborGraph:
@@ -77,8 +81,12 @@ def _search(
     cutoff: float,
     max_neighbors: int,
     strict: bool,
+    method: str = "fairchem",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """fairchem's radius graph for structures that share one periodicity pattern."""
+    """fairchem's radius graph (or the cell list's, the same edges) for one periodicity pattern."""
+    if method == "cell_list":
+        edge_index, cell_offsets, _ = cell_list_graph(pos, cell, natoms, cutoff, max_neighbors, pbc, strict)
+        return edge_index, cell_offsets
     search = SimpleNamespace(pos=pos, cell=cell, natoms=natoms)
     edge_index, cell_offsets, _ = radius_graph_pbc(search, cutoff, max_neighbors, strict, pbc=list(pbc))
     return edge_index, cell_offsets
@@ -91,8 +99,15 @@ def neighbor_graph(
     use_pbc: bool,
     otf_graph: bool,
     enforce_max_neighbors_strictly: bool,
+    method: str = "fairchem",
 ) -> NeighborGraph:
-    """Edges within ``cutoff`` (at most ``max_neighbors`` per atom, fairchem's tie rule)."""
+    """Edges within ``cutoff`` (at most ``max_neighbors`` per atom, fairchem's tie rule).
+
+    ``method`` picks the search: ``fairchem`` (all pairs per structure, O(N^2) memory) or
+    ``cell_list`` (linear in N, the same edges in the same order).
+    """
+    if method not in GRAPH_METHODS:
+        raise ValueError(f"unknown graph_method '{method}': choose one of {', '.join(GRAPH_METHODS)}")
     pos = data.pos
     stored = getattr(data, "edge_index", None)
     if not otf_graph and stored is not None:
@@ -114,14 +129,14 @@ def neighbor_graph(
     patterns = torch.unique(pbc, dim=0)  # [P, 3]
     if patterns.shape[0] == 1:
         edge_index, offsets = _search(search_pos, cell, natoms, patterns[0].tolist(), cutoff, max_neighbors,
-                                      enforce_max_neighbors_strictly)
+                                      enforce_max_neighbors_strictly, method)
     else:
         edge_parts, offset_parts = [], []
         for pattern in patterns:
             graphs = torch.nonzero(torch.all(pbc == pattern, dim=1)).view(-1)  # [b]
             atoms = torch.nonzero(torch.isin(batch, graphs)).view(-1)  # [n], in batch order
             sub_edges, sub_offsets = _search(search_pos[atoms], cell[graphs], natoms[graphs], pattern.tolist(),
-                                             cutoff, max_neighbors, enforce_max_neighbors_strictly)
+                                             cutoff, max_neighbors, enforce_max_neighbors_strictly, method)
             edge_parts.append(atoms[sub_edges])
             offset_parts.append(sub_offsets)
         edge_index, offsets = torch.cat(edge_parts, dim=1), torch.cat(offset_parts, dim=0)

@@ -12,6 +12,7 @@ class DirectForceHead(nn.Module):
     def __init__(self, hidden_channels: int) -> None:
         super().__init__()
         self.proj = nn.Linear(hidden_channels, 1, bias=False)
+        nn.init.xavier_uniform_(self.proj.weight)
 
     def forward(self, v: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
         """v [N, 3, F] -> forces [N, 3]."""

@@ -1,0 +1,130 @@
+"""Score predictions against reference labels and draw the plots a person looks at."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_LINE = re.compile(r"forces_mae: ([0-9.eE+-]+).*?step: ([0-9.eE+-]+)")
+
+
+def reference_labels(lmdb_dir: Path) -> dict[str, np.ndarray]:
+    """ids (sid_fid), energies and forces of an S2EF LMDB, read with fairchem's own reader."""
+    from fairchem.core.datasets import LmdbDataset
+
+    dataset = LmdbDataset({"src": str(lmdb_dir), "key_mapping": {"y": "energy", "force": "forces"}})
+    ids, energy, forces, fixed = [], [], [], []
+    for i in range(len(dataset)):
+        d = dataset[i]
+        ids.append(f"{int(d.sid)}_{int(d.fid)}")
+        energy.append(float(d.energy))
+        forces.append(d.forces.numpy())
+        fixed.append(d.fixed.numpy() if hasattr(d, "fixed") else np.zeros(len(d.forces)))
+    return {"ids": np.array(ids), "energy": np.array(energy), "forces": forces, "fixed": fixed}
+
+
+def _free_atom_forces(pred: np.ndarray, ref: dict, j: int) -> np.ndarray:
+    """pred - reference on free atoms; predict stores free atoms only when eval_on_free_atoms is set."""
+    free = ref["fixed"][j] == 0
+    reference = ref["forces"][j]
+    if len(pred) == len(reference):
+        return (pred - reference)[free]
+    return pred - reference[free]
+
+
+def score_predictions(pred_path: Path, lmdb_dir: Path) -> dict[str, float]:
+    """Energy MAE (eV) and force MAE on free atoms (eV/Å) of predict's npz against the labels."""
+    ref = reference_labels(lmdb_dir)
+    with np.load(pred_path, allow_pickle=True) as npz:
+        ids = [str(i) for i in npz["ids"]]
+        energy = npz["energy"].astype(np.float64).reshape(-1)
+        forces = np.split(npz["forces"].astype(np.float64), npz["chunk_idx"])
+    index = {sid: k for k, sid in enumerate(ref["ids"])}
+    order = [index[i] for i in ids]
+    e_err = energy - ref["energy"][order]
+    f_err = np.concatenate([_free_atom_forces(forces[k], ref, j) for k, j in enumerate(order)])
+    return {"energy_mae": float(np.abs(e_err).mean()), "forces_mae": float(np.abs(f_err).mean()),
+            "frames": len(ids)}
+
+
+def training_curve(log: str) -> list[tuple[float, float]]:
+    """(step, training force MAE) pairs from fairchem's training log."""
+    return [(float(step), float(mae)) for mae, step in TRAIN_LINE.findall(log)]
+
+
+def parity_plot(pred_path: Path, lmdb_dir: Path, out: Path) -> Path:
+    """Predicted vs reference energies and force components, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = reference_labels(lmdb_dir)
+    with np.load(pred_path, allow_pickle=True) as npz:
+        ids = [str(i) for i in npz["ids"]]
+        energy = npz["energy"].astype(np.float64).reshape(-1)
+        forces = np.split(npz["forces"].astype(np.float64), npz["chunk_idx"])
+    index = {sid: k for k, sid in enumerate(ref["ids"])}
+    order = [index[i] for i in ids]
+    f_ref = np.concatenate([ref["forces"][j][ref["fixed"][j] == 0] for j in order]).ravel()
+    f_pred = f_ref + np.concatenate([_free_atom_forces(f, ref, j) for f, j in zip(forces, order)]).ravel()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    for ax, x, y, label in ((axes[0], ref["energy"][order], energy, "energy (eV)"),
+                            (axes[1], f_ref, f_pred, "force component, free atoms (eV/Å)")):
+        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
+        ax.scatter(x, y, s=6, alpha=0.6)
+        ax.set_xlabel(f"reference {label}")
+        ax.set_ylabel(f"LEIGNN {label}")
+        ax.set_title(f"MAE {np.abs(x - y).mean():.3g}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def curve_plot(curve: list[tuple[float, float]], out: Path) -> Path:
+    """Training force MAE against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    steps, maes = zip(*curve)
+    ax.plot(steps, maes, marker="o", ms=3)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training force MAE (eV/Å)")
+    ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def write_json(data: dict, path: Path) -> Path:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    return path
+
+
+def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar fairchem's tensorboard logger wrote in ``log_dir``, as (step, value) lists."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    return {tag: [(e.step, float(e.value)) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def relaxation_energies(traj_dir: Path) -> dict[str, tuple[float, float]]:
+    """(initial, final) energies of every ML relaxation trajectory fairchem wrote to ``traj_dir``."""
+    from ase.io import read
+
+    out = {}
+    for path in sorted(traj_dir.glob("*.traj")):
+        frames = read(path, index=":")
+        out[path.stem] = (float(frames[0].get_potential_energy()), float(frames[-1].get_potential_energy()))
+    return out
