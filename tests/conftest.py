@@ -36,3 +36,15 @@ def build_model(name: str, dtype: torch.dtype = torch.float64, seed: int = 0, **
 @pytest.fixture(params=sorted(MODEL_CONFIGS))
 def model_name(request) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """The small embedded demo dataset, built once per test session with ``leignn-data demo``."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("demo") / "data"
+    subprocess.run([sys.executable, "-m", "leignn_plugin.data", "demo", str(out), "--size", "small", "--quiet"],
+                   check=True, capture_output=True)
+    return out

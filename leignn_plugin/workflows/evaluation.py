@@ -120,11 +120,16 @@ def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def relaxation_energies(traj_dir: Path) -> dict[str, tuple[float, float]]:
-    """(initial, final) energies of every ML relaxation trajectory fairchem wrote to ``traj_dir``."""
+    """(initial, final) energies of every ML relaxation trajectory fairchem wrote to ``traj_dir``.
+
+    fairchem leaves the trajectory of a structure that was converged from the start empty; such
+    structures are left out.
+    """
     from ase.io import read
 
     out = {}
     for path in sorted(traj_dir.glob("*.traj")):
         frames = read(path, index=":")
-        out[path.stem] = (float(frames[0].get_potential_energy()), float(frames[-1].get_potential_energy()))
+        if frames:
+            out[path.stem] = (float(frames[0].get_potential_energy()), float(frames[-1].get_potential_energy()))
     return out

@@ -1,0 +1,211 @@
+"""The ``leignn-data`` command: build fairchem LMDB datasets and inspect them.
+
+Subcommands: ``from-ase``, ``from-md17``, ``demo`` and ``inspect``.  Problems with the input are
+reported as one line, ``leignn-data: error: <message>``, with exit status 2 and no output left
+behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from leignn_plugin.data.conventions import Convention
+from leignn_plugin.data.errors import DataError
+from leignn_plugin.data.lmdb_writer import DEFAULT_SHARD_SIZE, WriteSummary
+
+PROG = "leignn-data"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Build and inspect fairchem LMDB datasets for LEIGNN."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ase = commands.add_parser(
+        "from-ase", help="convert files ase.io.read understands (extxyz, traj, vasprun.xml, ...)"
+    )
+    ase.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="input files; all frames of each are read"
+    )
+    _add_output_options(ase)
+    ase.add_argument(
+        "--format",
+        dest="file_format",
+        metavar="FORMAT",
+        help="ASE format name, when the file name does not reveal it",
+    )
+    ase.add_argument("--no-stress", action="store_true", help="do not write stress even if the files have it")
+
+    md17 = commands.add_parser(
+        "from-md17", help="convert an sGDML MD17 or rMD17 .npz into train/val/test LMDBs"
+    )
+    md17.add_argument(
+        "npz", type=Path, metavar="NPZ", help="sGDML (R, E, F, z) or rMD17 (coords, ...) archive"
+    )
+    _add_output_options(md17)
+    md17.add_argument(
+        "--unit",
+        default="kcal/mol",
+        choices=("kcal/mol", "kJ/mol", "eV"),
+        help="energy unit of the archive; forces are in this unit per Å (default kcal/mol)",
+    )
+    md17.add_argument("--train", metavar="N", type=int, help="training frames (default 950)")
+    md17.add_argument("--val", metavar="N", type=int, default=50, help="validation frames (default 50)")
+    md17.add_argument("--test", metavar="N", type=int, help="test frames (default 1000; -1 = all remaining)")
+    md17.add_argument(
+        "--seed", metavar="SEED", type=int, default=0, help="seed of the random split (default 0)"
+    )
+    md17.add_argument(
+        "--index-train", metavar="CSV", type=Path, help="rMD17 index_train_0N.csv (val is drawn from it)"
+    )
+    md17.add_argument("--index-test", metavar="CSV", type=Path, help="rMD17 index_test_0N.csv")
+
+    demo = commands.add_parser(
+        "demo", help="generate the embedded demo datasets (EMT slabs, GFN2-xTB molecules)"
+    )
+    demo.add_argument("out", type=Path, metavar="DIR")
+    demo.add_argument(
+        "--seed", metavar="SEED", type=int, default=0, help="seed of every random choice (default 0)"
+    )
+    demo.add_argument(
+        "--size", default="default", choices=("default", "small"), help="dataset size (default: default)"
+    )
+    demo.add_argument("--overwrite", action="store_true", help="replace DIR once the new data is complete")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    inspect = commands.add_parser("inspect", help="statistics and linear energy references of datasets")
+    inspect.add_argument("directory", type=Path, metavar="DIR")
+    inspect.add_argument("--json", type=Path, metavar="FILE", help="also write the statistics as JSON")
+    inspect.add_argument(
+        "--references",
+        type=Path,
+        metavar="FILE.npz",
+        help="write element_references for fairchem (DIR must be one dataset)",
+    )
+    return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output dataset directory")
+    parser.add_argument(
+        "--convention",
+        default="fairchem",
+        choices=[c.value for c in Convention],
+        help="fields energy/forces (fairchem, default) or y/force (oc20)",
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=DEFAULT_SHARD_SIZE,
+        metavar="N",
+        help=f"frames per data.NNNN.lmdb file (default {DEFAULT_SHARD_SIZE})",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace DIR once the new data is complete")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``leignn-data``; returns the exit status (2 for bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "from-ase":
+            return _from_ase(args)
+        if args.command == "from-md17":
+            return _from_md17(args)
+        if args.command == "demo":
+            return _demo(args)
+        return _inspect(args)
+    except DataError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; no output written", file=sys.stderr)
+        return 130
+
+
+def _report(summary: WriteSummary) -> None:
+    print(
+        f"wrote {summary.samples} frames ({summary.atoms} atoms, {summary.shards} shard(s)) to {summary.directory}"
+    )
+
+
+def _from_ase(args: argparse.Namespace) -> int:
+    from leignn_plugin.data.pipelines import convert_ase_files
+
+    summary = convert_ase_files(
+        args.files,
+        args.out,
+        convention=Convention(args.convention),
+        file_format=args.file_format,
+        keep_stress=not args.no_stress,
+        shard_size=args.shard_size,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    _report(summary)
+    return 0
+
+
+def _from_md17(args: argparse.Namespace) -> int:
+    from leignn_plugin.data.pipelines import convert_md17
+
+    summaries = convert_md17(
+        args.npz,
+        args.out,
+        unit=args.unit,
+        train=args.train,
+        val=args.val,
+        test=args.test,
+        seed=args.seed,
+        index_train=args.index_train,
+        index_test=args.index_test,
+        convention=Convention(args.convention),
+        shard_size=args.shard_size,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    for summary in summaries.values():
+        _report(summary)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from leignn_plugin.data.demo import build_demo
+
+    manifest = build_demo(
+        args.out, seed=args.seed, size=args.size, overwrite=args.overwrite, progress=not args.quiet
+    )
+    for name, dataset in manifest["datasets"].items():
+        splits = ", ".join(f"{split} {entry['samples']}" for split, entry in dataset["splits"].items())
+        print(f"{args.out / name}: {splits} ({', '.join(dataset['elements'])})")
+    print(f"built in {manifest['build_seconds']} s; manifest: {args.out / 'manifest.json'}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from leignn_plugin.data.inspect import (
+        find_datasets,
+        format_stats,
+        inspect_dataset,
+        stats_to_json,
+        write_references,
+    )
+
+    directories = find_datasets(args.directory)
+    if args.references is not None and len(directories) != 1:
+        raise DataError(
+            f"{args.directory}: holds {len(directories)} datasets; give --references one (e.g. DIR/train)"
+        )
+    stats = [inspect_dataset(directory) for directory in directories]
+    print("\n\n".join(format_stats(item) for item in stats))
+    if args.json is not None:
+        args.json.write_text(json.dumps(stats_to_json(stats), indent=2) + "\n", encoding="utf-8")
+    if args.references is not None:
+        write_references(stats[0], args.references)
+    return 0

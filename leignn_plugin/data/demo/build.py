@@ -1,0 +1,223 @@
+"""Build the embedded demo data: OC20-style S2EF and IS2RE sets and an MD17-style molecule set.
+
+Layout under the output directory (fixed; configs are written against it)::
+
+    oc20_s2ef/{train,val,test}/   S2EF frames, OC20 convention (y, force), EMT labels
+    oc20_is2re/{train,val}/       initial structures with y_init, y_relaxed, pos_relaxed
+    molecules/{train,val,test}/   non-periodic molecule frames, fairchem convention (energy, forces)
+    manifest.json                 counts, elements, seed, calculators, versions
+
+Slab systems are split by system (80/10/10): S2EF splits hold whole relaxation trajectories, the
+IS2RE train split holds the S2EF training systems and the IS2RE val split all held-out systems
+(non-converged relaxations are left out of IS2RE).  Molecule frames are split at random.  The
+same seed gives byte-identical files (on the same software stack).
+
+Labelling cost: every BFGS step is an EMT call and every MD step a GFN2-xTB call (about 1 ms for
+these molecules), so the MD is driven by GFN2 itself rather than by a cheaper surrogate.  The
+molecule MD runs in a child process alongside the slab relaxations; the default build took
+35-40 s on two shared cores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from ase.data import chemical_symbols
+from tqdm import tqdm
+
+from leignn_plugin.data.atoms_to_data import FrameConverter
+from leignn_plugin.data.conventions import Convention
+from leignn_plugin.data.demo.molecules import MoleculeRun, MoleculeSampling
+from leignn_plugin.data.demo.slabs import Relaxation, relax_all
+from leignn_plugin.data.demo.spec import DEMO_SIZES, DemoSpec
+from leignn_plugin.data.errors import DataError
+from leignn_plugin.data.frame import Frame
+from leignn_plugin.data.lmdb_writer import WriteSummary, write_lmdb_shards
+from leignn_plugin.data.pipelines import validated_samples
+from leignn_plugin.data.splits import fraction_split
+from leignn_plugin.data.staging import check_output_free, staged_output
+
+LAYOUT_VERSION = 1
+
+
+def build_demo(
+    out: Path, *, seed: int = 0, size: str = "default", overwrite: bool = False, progress: bool = True
+) -> dict[str, object]:
+    """Generate the demo datasets into ``out`` (atomically) and return the manifest.
+
+    Args:
+        out: Output directory.
+        seed: Seed of every random choice (sites, displacements, velocities, thermostat, splits).
+        size: A key of :data:`DEMO_SIZES` (``default`` or ``small``).
+        overwrite: Replace an existing ``out`` once the new one is complete.
+        progress: Show progress bars.
+    """
+    if size not in DEMO_SIZES:
+        raise DataError(f"unknown demo size {size!r} (choose from {', '.join(DEMO_SIZES)})")
+    spec = DEMO_SIZES[size]
+    check_output_free(out, overwrite=overwrite)
+    started = time.perf_counter()
+    sampling = MoleculeSampling(spec.molecules, seed)
+    try:
+        relaxations = _relax(spec, seed, progress)
+        molecule_runs = sampling.collect()
+    finally:
+        sampling.close()
+    with staged_output(out, overwrite=overwrite) as stage:
+        manifest = {
+            "name": "leignn-plugin demo data",
+            "layout_version": LAYOUT_VERSION,
+            "seed": seed,
+            "size": spec.name,
+            "software": _software_versions(),
+            "datasets": {
+                "oc20_s2ef": _write_s2ef(stage / "oc20_s2ef", relaxations, spec, seed, progress),
+                "oc20_is2re": _write_is2re(stage / "oc20_is2re", relaxations, spec, seed, progress),
+                "molecules": _write_molecules(stage / "molecules", molecule_runs, spec, seed, progress),
+            },
+        }
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    manifest["build_seconds"] = round(time.perf_counter() - started, 2)
+    return manifest
+
+
+def _relax(spec: DemoSpec, seed: int, progress: bool) -> list[Relaxation]:
+    """All slab relaxations, with a progress bar."""
+    total = len(spec.slabs.metals) * len(spec.slabs.facets) * len(spec.slabs.adsorbates)
+    total *= spec.slabs.sites_per_combination
+    with tqdm(total=total, desc="EMT relaxations", unit=" systems", disable=not progress, leave=False) as bar:
+        return relax_all(spec.slabs, seed, on_done=bar.update)
+
+
+def _system_splits(relaxations: list[Relaxation], spec: DemoSpec, seed: int) -> dict[str, list[Relaxation]]:
+    """Split systems (not frames) 80/10/10 so held-out trajectories are unseen in training."""
+    fractions = [("train", 0.0), ("val", spec.val_fraction), ("test", spec.test_fraction)]
+    indices = fraction_split(len(relaxations), fractions, seed)
+    return {name: [relaxations[i] for i in chosen] for name, chosen in indices.items()}
+
+
+def _write_split(
+    frames: list[Frame], directory: Path, converter: FrameConverter, progress: bool
+) -> WriteSummary:
+    samples = validated_samples(frames, converter)
+    label = f"{directory.parent.name}/{directory.name}"
+    return write_lmdb_shards(samples, directory, total=len(frames), desc=label, progress=progress)
+
+
+def _split_entry(summary: WriteSummary) -> dict[str, object]:
+    return {"samples": summary.samples, "atoms": summary.atoms}
+
+
+def _elements(summaries: list[WriteSummary]) -> list[str]:
+    numbers = sorted({z for summary in summaries for z in summary.elements})
+    return [chemical_symbols[z] for z in numbers]
+
+
+def _write_s2ef(
+    root: Path, relaxations: list[Relaxation], spec: DemoSpec, seed: int, progress: bool
+) -> dict[str, object]:
+    converter = FrameConverter(Convention.OC20)
+    summaries = {
+        name: _write_split([f for r in systems for f in r.frames], root / name, converter, progress)
+        for name, systems in _system_splits(relaxations, spec, seed).items()
+    }
+    slabs = spec.slabs
+    return {
+        "task": "S2EF",
+        "convention": "oc20",
+        "fields": {"energy": "y", "forces": "force"},
+        "calculator": "ase.calculators.emt.EMT",
+        "energy": "total EMT energy (eV); forces in eV/Å, including those on fixed atoms",
+        "sampling": (
+            f"BFGS relaxations (fmax {slabs.fmax} eV/Å, at most {slabs.max_steps} steps) from free atoms "
+            f"displaced by N(0, {slabs.rattle} Å); every {slabs.frame_stride}th step and the last kept"
+        ),
+        "systems": len(relaxations),
+        "metals": list(slabs.metals),
+        "facets": [f"fcc({facet})" for facet in slabs.facets],
+        "adsorbates": list(slabs.adsorbates),
+        "tags": {"0": "subsurface (fixed)", "1": "surface", "2": "adsorbate"},
+        "elements": _elements(list(summaries.values())),
+        "splits": {name: _split_entry(summary) for name, summary in summaries.items()},
+    }
+
+
+def _write_is2re(
+    root: Path, relaxations: list[Relaxation], spec: DemoSpec, seed: int, progress: bool
+) -> dict[str, object]:
+    converter = FrameConverter(Convention.OC20, with_labels=False)
+    by_split = _system_splits(relaxations, spec, seed)
+    groups = {"train": by_split["train"], "val": by_split["val"] + by_split["test"]}
+    summaries = {
+        name: _write_split(
+            [r.initial for r in sorted(systems, key=lambda r: r.sid) if r.converged],
+            root / name,
+            converter,
+            progress,
+        )
+        for name, systems in groups.items()
+    }
+    return {
+        "task": "IS2RE/IS2RS",
+        "convention": "oc20",
+        "fields": {
+            "initial energy": "y_init",
+            "relaxed energy": "y_relaxed",
+            "relaxed positions": "pos_relaxed",
+        },
+        "calculator": "ase.calculators.emt.EMT",
+        "energy": "total EMT energies (eV) of the initial and BFGS-relaxed structures",
+        "not_converged": sorted(r.sid for r in relaxations if not r.converged),
+        "elements": _elements(list(summaries.values())),
+        "splits": {name: _split_entry(summary) for name, summary in summaries.items()},
+    }
+
+
+def _write_molecules(
+    root: Path, runs: list[MoleculeRun], spec: DemoSpec, seed: int, progress: bool
+) -> dict[str, object]:
+    converter = FrameConverter(Convention.FAIRCHEM)
+    frames = [frame for run in runs for frame in run.frames]
+    fractions = [("train", 0.0), ("val", spec.val_fraction), ("test", spec.test_fraction)]
+    indices = fraction_split(len(frames), fractions, seed + 1)
+    summaries = {
+        name: _write_split([frames[i] for i in chosen], root / name, converter, progress)
+        for name, chosen in indices.items()
+    }
+    molecules = spec.molecules
+    return {
+        "task": "S2EF (MD17-style)",
+        "convention": "fairchem",
+        "fields": {"energy": "energy", "forces": "forces"},
+        "calculator": "GFN2-xTB (tblite.ase.TBLite)",
+        "energy": "total GFN2-xTB energy (eV); forces in eV/Å; non-periodic",
+        "sampling": (
+            f"Langevin MD ({molecules.timestep_fs} fs step, friction {molecules.friction_per_fs}/fs) driven by "
+            f"GFN2-xTB; {molecules.equilibration_steps} steps discarded, then every {molecules.stride}th step kept"
+        ),
+        "trajectories": [
+            {
+                "sid": run.sid,
+                "molecule": run.molecule,
+                "temperature_K": run.temperature,
+                "frames": len(run.frames),
+            }
+            for run in runs
+        ],
+        "elements": _elements(list(summaries.values())),
+        "splits": {name: _split_entry(summary) for name, summary in summaries.items()},
+    }
+
+
+def _software_versions() -> dict[str, str]:
+    """Versions that determine the generated numbers."""
+    versions = {}
+    for package in ("leignn-plugin", "fairchem-core", "ase", "tblite", "numpy", "torch"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "unknown"
+    return versions

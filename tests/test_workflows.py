@@ -1,0 +1,134 @@
+"""End to end through main.py on the demo data: train -> checkpoint -> validate -> predict ->
+submission -> run-relaxations, plus resuming a run and fine-tuning into fairchem's hydra model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from leignn_plugin.workflows.demo import RELAX_CONFIG, S2EF_CONFIG, data_overrides
+from leignn_plugin.workflows.evaluation import (
+    relaxation_energies,
+    score_predictions,
+    tensorboard_scalars,
+    training_curve,
+)
+from leignn_plugin.workflows.fairchem_runs import run_main
+from leignn_plugin.workflows.submission import main as submission_main
+
+# A small conservative model: gradient forces make every LBFGS step lower the predicted energy.
+TINY = ["--model.hidden_channels=32", "--model.num_layers=2", "--model.num_rbf=16", "--model.direct_forces=False",
+        "--optim.batch_size=8", "--optim.lr_initial=3e-3"]
+
+
+@pytest.fixture(scope="module")
+def chain(demo_data, tmp_path_factory):
+    """Train for 3 epochs, then validate and predict twice from the best checkpoint."""
+    runs = tmp_path_factory.mktemp("runs")
+    overrides = [*data_overrides(demo_data), *TINY, "--optim.max_epochs=3"]
+    train = run_main("train", S2EF_CONFIG, runs, "t-train", overrides, extra=["--print-every", "4"], echo=False)
+    checkpoint = train.checkpoint_dir / "best_checkpoint.pt"
+    validate = run_main("validate", S2EF_CONFIG, runs, "t-val", overrides, checkpoint=checkpoint, echo=False)
+    predictions = [
+        run_main("predict", S2EF_CONFIG, runs, f"t-pred{k}", overrides, checkpoint=checkpoint, echo=False)
+        .results_dir / "s2ef_predictions.npz"
+        for k in range(2)
+    ]
+    return {"runs": runs, "train": train, "checkpoint": checkpoint, "validate": validate,
+            "predictions": predictions, "overrides": overrides, "data": demo_data}
+
+
+def test_training_lowers_force_mae(chain):
+    assert training_curve(chain["train"].log), "no training metrics in the log"
+    scalars = tensorboard_scalars(chain["train"].tensorboard_dir)
+    train = [v for _, v in scalars["train/forces_mae"]]
+    quarter = len(train) // 4
+    first, last = np.mean(train[:quarter]), np.mean(train[-quarter:])
+    assert last < 0.8 * first, f"training force MAE went {first:.3f} -> {last:.3f}"
+    val = [v for _, v in scalars["val/forces_mae"]]
+    assert len(val) == 3 and val[-1] < val[0], f"validation force MAE per epoch: {val}"
+
+
+def test_checkpoint_holds_training_state(chain):
+    ckpt = torch.load(chain["train"].checkpoint_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    for key in ("state_dict", "optimizer", "scheduler", "ema", "normalizers", "config", "step", "epoch"):
+        assert key in ckpt, key
+    assert ckpt["config"]["model"]["name"] == "leignn"
+    assert ckpt["step"] > 0
+
+
+def test_validate_logs_metrics(chain):
+    scalars = tensorboard_scalars(chain["validate"].tensorboard_dir)
+    mae = scalars["val/forces_mae"][-1][1]
+    assert np.isfinite(mae) and 0 < mae < 5
+
+
+def test_predict_is_reproducible_and_scored(chain):
+    first, second = (np.load(p, allow_pickle=True) for p in chain["predictions"])
+    assert sorted(first.files) == ["chunk_idx", "energy", "forces", "ids"]
+    for key in first.files:
+        np.testing.assert_array_equal(first[key], second[key])
+    scores = score_predictions(chain["predictions"][0], chain["data"] / "oc20_s2ef" / "test")
+    assert scores["frames"] == len(first["ids"])
+    assert np.isfinite(scores["energy_mae"]) and scores["forces_mae"] < 1.0
+
+
+def test_submission_file(chain, tmp_path):
+    pred = chain["predictions"][0]
+    test_lmdb = chain["data"] / "oc20_s2ef" / "test"
+    out = tmp_path / "submission.npz"
+    args = []
+    for flag in ("id", "ood-ads", "ood-cat", "ood-both"):
+        args += [f"--{flag}", str(pred), f"--{flag}-lmdb", str(test_lmdb)]
+    assert submission_main([*args, "--out", str(out)]) == 0
+    merged = np.load(out, allow_pickle=True)
+    original = np.load(pred, allow_pickle=True)
+    for split in ("id", "ood_ads", "ood_cat", "ood_both"):
+        for key in ("ids", "energy", "forces", "chunk_idx"):
+            np.testing.assert_array_equal(merged[f"{split}_{key}"], original[key])
+
+
+def test_submission_refuses_incomplete_predictions(chain, tmp_path, capsys):
+    original = dict(np.load(chain["predictions"][0], allow_pickle=True))
+    partial = tmp_path / "partial.npz"
+    # drop the last frame: ids, energies, forces and chunk boundaries all shrink consistently
+    cut = int(original["chunk_idx"][-1])
+    np.savez(partial, ids=original["ids"][:-1], energy=original["energy"][:-1],
+             forces=original["forces"][:cut], chunk_idx=original["chunk_idx"][:-1])
+    test_lmdb = chain["data"] / "oc20_s2ef" / "test"
+    out = tmp_path / "submission.npz"
+    args = []
+    for flag in ("id", "ood-ads", "ood-cat", "ood-both"):
+        args += [f"--{flag}", str(partial), f"--{flag}-lmdb", str(test_lmdb)]
+    assert submission_main([*args, "--out", str(out)]) == 2
+    assert "not predicted" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".submission-*"))
+
+
+def test_relaxations_lower_energy_and_log_metrics(chain):
+    traj_dir = chain["runs"] / "trajectories"
+    relax = run_main("run-relaxations", RELAX_CONFIG, chain["runs"], "t-relax",
+                     [*chain["overrides"], f"--task.relax_opt.traj_dir={traj_dir}", "--task.save_full_traj=True",
+                      "--task.relaxation_fmax=0.001", "--task.relaxation_steps=25"],
+                     checkpoint=chain["checkpoint"], echo=False)
+    scalars = tensorboard_scalars(relax.tensorboard_dir)
+    for key in ("val/is2re_energy_mae", "val/is2rs_positions_mae"):
+        assert np.isfinite(scalars[key][-1][1]), key
+    energies = relaxation_energies(traj_dir)
+    assert energies, "no relaxation trajectories written"
+    for sid, (initial, final) in energies.items():
+        assert final <= initial + 1e-4, f"relaxation {sid} raised the energy {initial:.4f} -> {final:.4f}"
+    assert any(final < initial - 1e-4 for initial, final in energies.values())
+    assert (relax.results_dir / "relaxed_positions.npz").is_file()
+
+
+def test_resume_continues_from_checkpoint(chain):
+    resumed = run_main("train", S2EF_CONFIG, chain["runs"], "t-resume",
+                       [*chain["overrides"], "--optim.max_epochs=4"],
+                       checkpoint=chain["train"].checkpoint_dir / "checkpoint.pt", echo=False)
+    before = torch.load(chain["train"].checkpoint_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    after = torch.load(resumed.checkpoint_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    steps_per_epoch = before["step"] // 3
+    assert after["step"] == before["step"] + steps_per_epoch
+    assert after["epoch"] == pytest.approx(4.0)
