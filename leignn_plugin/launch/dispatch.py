@@ -1,17 +1,22 @@
-"""Choose between a local run and a SLURM submission, as fairchem's ``main`` does."""
+"""Choose between a local run, a rank of an ``srun`` step, and a SLURM submission, as fairchem's ``main`` does."""
 
 from __future__ import annotations
 
 import argparse
 
+from leignn_plugin.launch import slurm_env
 from leignn_plugin.launch.local import run_local
 
 
 def dispatch(args: argparse.Namespace, config: dict) -> None:
-    """Run ``config`` here (``--num-gpus`` ranks) or submit it with submitit (``--submit``)."""
+    """Submit with submitit (``--submit``), run as one rank of a multi-task ``srun`` step, or run here."""
     if args.submit:
         from leignn_plugin.launch.slurm import submit
 
         submit(args, config)
+    elif slurm_env.in_slurm_step() and slurm_env.step_size() > 1:
+        from leignn_plugin.launch.slurm import run_srun_task
+
+        run_srun_task(config)
     else:
         run_local(config, args.num_gpus)
