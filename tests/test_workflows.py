@@ -132,3 +132,40 @@ def test_resume_continues_from_checkpoint(chain):
     steps_per_epoch = before["step"] // 3
     assert after["step"] == before["step"] + steps_per_epoch
     assert after["epoch"] == pytest.approx(4.0)
+
+
+def test_finetune_into_hydra(chain, tmp_path):
+    """A leignn checkpoint becomes a hydra one with identical predictions, and fairchem fine-tunes it."""
+    from fairchem.core.common.utils import load_model_and_weights_from_checkpoint
+    from fairchem.core.datasets import LmdbDataset
+    from fairchem.core.datasets.lmdb_dataset import data_list_collater
+
+    from leignn_plugin.models.hydra_conversion import convert_checkpoint
+
+    source = chain["train"].checkpoint_dir / "checkpoint.pt"
+    hydra_ckpt = convert_checkpoint(source, tmp_path / "hydra.pt", use_ema=False)
+    hydra = load_model_and_weights_from_checkpoint(str(hydra_ckpt)).eval()
+    single_ckpt = torch.load(source, map_location="cpu", weights_only=False)
+    options = {k: v for k, v in single_ckpt["config"]["model"].items() if k != "name"}
+    from leignn_plugin import LEIGNN
+
+    single = LEIGNN(**options).eval()
+    single.load_state_dict({k.removeprefix("module."): v for k, v in single_ckpt["state_dict"].items()})
+    dataset = LmdbDataset({"src": str(chain["data"] / "oc20_s2ef" / "val")})
+    batch = data_list_collater([dataset[0], dataset[1]], otf_graph=True)
+    ref, out = single(batch), hydra(batch)
+    torch.testing.assert_close(out["energy"], ref["energy"])
+    torch.testing.assert_close(out["forces"], ref["forces"])
+
+    import yaml
+
+    settings = yaml.safe_load(S2EF_CONFIG.read_text())
+    settings["model"] = {"name": "hydra", "pass_through_head_outputs": True,
+                         "finetune_config": {"starting_checkpoint": str(hydra_ckpt)}}
+    config = tmp_path / "finetune.yml"
+    config.write_text(yaml.safe_dump(settings))
+    run = run_main("train", config, chain["runs"], "t-finetune",
+                   [*[o for o in chain["overrides"] if not o.startswith("--model.")], "--optim.max_epochs=1"],
+                   echo=False)
+    tuned = torch.load(run.checkpoint_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert tuned["config"]["model"]["name"] == "hydra" and tuned["step"] > 0
