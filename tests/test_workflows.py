@@ -74,14 +74,18 @@ def test_predict_is_reproducible_and_scored(chain):
     assert np.isfinite(scores["energy_mae"]) and scores["forces_mae"] < 1.0
 
 
-def test_submission_file(chain, tmp_path):
-    pred = chain["predictions"][0]
-    test_lmdb = chain["data"] / "oc20_s2ef" / "test"
-    out = tmp_path / "submission.npz"
+def submission_args(predictions, data) -> list[str]:
+    """The same predictions file (and the demo test split) for all four OC20 splits."""
     args = []
     for flag in ("id", "ood-ads", "ood-cat", "ood-both"):
-        args += [f"--{flag}", str(pred), f"--{flag}-lmdb", str(test_lmdb)]
-    assert submission_main([*args, "--out", str(out)]) == 0
+        args += [f"--{flag}", str(predictions), f"--{flag}-lmdb", str(data / "oc20_s2ef" / "test")]
+    return args
+
+
+def test_submission_file(chain, tmp_path):
+    pred = chain["predictions"][0]
+    out = tmp_path / "submission.npz"
+    assert submission_main([*submission_args(pred, chain["data"]), "--out", str(out)]) == 0
     merged = np.load(out, allow_pickle=True)
     original = np.load(pred, allow_pickle=True)
     for split in ("id", "ood_ads", "ood_cat", "ood_both"):
@@ -96,12 +100,8 @@ def test_submission_refuses_incomplete_predictions(chain, tmp_path, capsys):
     cut = int(original["chunk_idx"][-1])
     np.savez(partial, ids=original["ids"][:-1], energy=original["energy"][:-1],
              forces=original["forces"][:cut], chunk_idx=original["chunk_idx"][:-1])
-    test_lmdb = chain["data"] / "oc20_s2ef" / "test"
     out = tmp_path / "submission.npz"
-    args = []
-    for flag in ("id", "ood-ads", "ood-cat", "ood-both"):
-        args += [f"--{flag}", str(partial), f"--{flag}-lmdb", str(test_lmdb)]
-    assert submission_main([*args, "--out", str(out)]) == 2
+    assert submission_main([*submission_args(partial, chain["data"]), "--out", str(out)]) == 2
     assert "not predicted" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".submission-*"))
 

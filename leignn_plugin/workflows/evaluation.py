@@ -35,8 +35,8 @@ def _free_atom_forces(pred: np.ndarray, ref: dict, j: int) -> np.ndarray:
     return pred - reference[free]
 
 
-def score_predictions(pred_path: Path, lmdb_dir: Path) -> dict[str, float]:
-    """Energy MAE (eV) and force MAE on free atoms (eV/Å) of predict's npz against the labels."""
+def aligned_predictions(pred_path: Path, lmdb_dir: Path) -> dict[str, np.ndarray]:
+    """predict's energies and free-atom forces beside the reference labels of the same frames."""
     ref = reference_labels(lmdb_dir)
     with np.load(pred_path, allow_pickle=True) as npz:
         ids = [str(i) for i in npz["ids"]]
@@ -44,10 +44,18 @@ def score_predictions(pred_path: Path, lmdb_dir: Path) -> dict[str, float]:
         forces = np.split(npz["forces"].astype(np.float64), npz["chunk_idx"])
     index = {sid: k for k, sid in enumerate(ref["ids"])}
     order = [index[i] for i in ids]
-    e_err = energy - ref["energy"][order]
-    f_err = np.concatenate([_free_atom_forces(forces[k], ref, j) for k, j in enumerate(order)])
-    return {"energy_mae": float(np.abs(e_err).mean()), "forces_mae": float(np.abs(f_err).mean()),
-            "frames": len(ids)}
+    ref_forces = np.concatenate([ref["forces"][j][ref["fixed"][j] == 0] for j in order])  # [free atoms, 3]
+    errors = np.concatenate([_free_atom_forces(forces[k], ref, j) for k, j in enumerate(order)])
+    return {"energy": energy, "ref_energy": ref["energy"][order], "forces": ref_forces + errors,
+            "ref_forces": ref_forces}
+
+
+def score_predictions(pred_path: Path, lmdb_dir: Path) -> dict[str, float]:
+    """Energy MAE (eV) and force MAE on free atoms (eV/Å) of predict's npz against the labels."""
+    pairs = aligned_predictions(pred_path, lmdb_dir)
+    return {"energy_mae": float(np.abs(pairs["energy"] - pairs["ref_energy"]).mean()),
+            "forces_mae": float(np.abs(pairs["forces"] - pairs["ref_forces"]).mean()),
+            "frames": len(pairs["energy"])}
 
 
 def training_curve(log: str) -> list[tuple[float, float]]:
@@ -62,18 +70,11 @@ def parity_plot(pred_path: Path, lmdb_dir: Path, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ref = reference_labels(lmdb_dir)
-    with np.load(pred_path, allow_pickle=True) as npz:
-        ids = [str(i) for i in npz["ids"]]
-        energy = npz["energy"].astype(np.float64).reshape(-1)
-        forces = np.split(npz["forces"].astype(np.float64), npz["chunk_idx"])
-    index = {sid: k for k, sid in enumerate(ref["ids"])}
-    order = [index[i] for i in ids]
-    f_ref = np.concatenate([ref["forces"][j][ref["fixed"][j] == 0] for j in order]).ravel()
-    f_pred = f_ref + np.concatenate([_free_atom_forces(f, ref, j) for f, j in zip(forces, order)]).ravel()
+    pairs = aligned_predictions(pred_path, lmdb_dir)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    for ax, x, y, label in ((axes[0], ref["energy"][order], energy, "energy (eV)"),
-                            (axes[1], f_ref, f_pred, "force component, free atoms (eV/Å)")):
+    for ax, x, y, label in ((axes[0], pairs["ref_energy"], pairs["energy"], "energy (eV)"),
+                            (axes[1], pairs["ref_forces"].ravel(), pairs["forces"].ravel(),
+                             "force component, free atoms (eV/Å)")):
         lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
         ax.scatter(x, y, s=6, alpha=0.6)

@@ -1,0 +1,196 @@
+"""One MD run with a LEIGNN checkpoint: integrator, trajectory, CSV log and a temperature guard.
+
+Writes to the output folder ``md.traj`` (ASE trajectory with energies, forces and momenta),
+``md_log.csv`` (time, potential/kinetic/total energy, temperature, pressure where the model gives
+stress) and ``run.json`` (settings and outcome; read by ``leignn-md analyze``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+from ase.io import Trajectory
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from tqdm import tqdm
+
+from leignn_plugin.md.calculator import LEIGNNCalculator
+from leignn_plugin.md.ensembles import NEEDS_STRESS, EnsembleSettings, make_dynamics
+from leignn_plugin.md.files import LOG, RUN_INFO, TRAJECTORY
+from leignn_plugin.md.structure import read_structure
+
+LOG_COLUMNS = ("step", "time_ps", "potential_energy_eV", "kinetic_energy_eV", "total_energy_eV",
+               "temperature_K", "pressure_bar", "volume_A3")
+
+
+class RunStopped(Exception):
+    """The run left the sane range (temperature, finite energy); the message says where and why."""
+
+
+@dataclass
+class RunSettings:
+    """Everything one ``leignn-md run`` needs; times in fs, temperatures in K."""
+
+    checkpoint: Path
+    structure: Path
+    out: Path
+    ensemble: EnsembleSettings
+    steps: int
+    index: int = -1
+    repeat: tuple[int, int, int] = (1, 1, 1)
+    device: str = "cpu"
+    dtype: str = "float32"
+    skin: float = 1.0
+    graph_method: str | None = None
+    interval: int = 10
+    t_min: float = 0.1
+    t_max: float = 1.0e5
+    keep_velocities: bool = False
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    """Outcome of a run: steps done, simulated time, speed and why it stopped early, if it did."""
+
+    steps_done: int
+    simulated_ps: float
+    wall_s: float
+    stopped: bool
+    stop_reason: str | None
+    neighbor_builds: int
+    frames: int
+    extra: dict = field(default_factory=dict)
+
+
+def _check(settings: RunSettings) -> None:
+    if settings.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {settings.steps}")
+    if len(settings.repeat) != 3 or min(settings.repeat) < 1:
+        raise ValueError(f"--repeat takes three positive integers, got {settings.repeat}")
+    if settings.interval < 1:
+        raise ValueError(f"--interval must be >= 1, got {settings.interval}")
+    if not 0 <= settings.t_min < settings.t_max:
+        raise ValueError(f"the temperature range must satisfy 0 <= t_min < t_max, got {settings.t_min}..{settings.t_max}")
+    settings.ensemble.validate()
+    temperature = settings.ensemble.temperature_K
+    if not settings.keep_velocities and not settings.t_min <= temperature <= settings.t_max:
+        raise ValueError(f"--temperature {temperature:g} K lies outside the sane range "
+                         f"{settings.t_min:g}..{settings.t_max:g} K (--t-min/--t-max)")
+
+
+def _initial_velocities(atoms: Atoms, settings: RunSettings) -> None:
+    has_momenta = bool(np.any(atoms.get_momenta()))
+    if settings.keep_velocities and has_momenta:
+        return
+    temperature = settings.ensemble.temperature_K
+    if not temperature > 0:
+        raise ValueError("--temperature must be > 0 K to draw initial velocities "
+                         "(or start from a file with momenta and pass --keep-velocities)")
+    rng = np.random.default_rng(settings.ensemble.seed)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng, force_temp=True)
+    Stationary(atoms)
+    if not any(atoms.pbc):
+        ZeroRotation(atoms)
+
+
+class _Recorder:
+    """The per-step observer: temperature guard and progress every step, log and trajectory every interval."""
+
+    def __init__(self, atoms: Atoms, dyn, settings: RunSettings, writer, traj: Trajectory, bar: tqdm,
+                 pressure: bool) -> None:
+        self.atoms, self.dyn, self.settings = atoms, dyn, settings
+        self.writer, self.traj, self.bar, self.pressure = writer, traj, bar, pressure
+        self.frames = 0
+
+    def __call__(self) -> None:
+        step = self.dyn.nsteps
+        time_ps = step * self.settings.ensemble.timestep_fs / 1000.0
+        temperature = self.atoms.get_temperature()
+        if step % self.settings.interval == 0:
+            self._record(step, time_ps, temperature)
+        if step > 0:
+            self.bar.update(1)
+        if not math.isfinite(temperature) or not self.settings.t_min <= temperature <= self.settings.t_max:
+            raise RunStopped(f"temperature {temperature:.4g} K left the range {self.settings.t_min:g}.."
+                             f"{self.settings.t_max:g} K at step {step} ({time_ps:.4g} ps)")
+
+    def _record(self, step: int, time_ps: float, temperature: float) -> None:
+        potential = self.atoms.get_potential_energy()
+        if not math.isfinite(potential):
+            raise RunStopped(f"the potential energy became {potential} at step {step} ({time_ps:.4g} ps)")
+        kinetic = self.atoms.get_kinetic_energy()
+        pressure = ""
+        if self.pressure:
+            stress = self.atoms.get_stress(include_ideal_gas=True)  # [6] eV/Å^3
+            pressure = f"{-stress[:3].mean() / units.bar:.6g}"
+        volume = f"{self.atoms.get_volume():.6f}" if all(self.atoms.pbc) else ""
+        self.writer.writerow([step, f"{time_ps:.6f}", f"{potential:.8f}", f"{kinetic:.8f}",
+                              f"{potential + kinetic:.8f}", f"{temperature:.4f}", pressure, volume])
+        self.traj.write(self.atoms)
+        self.frames += 1
+        self.bar.set_postfix(T=f"{temperature:.0f}K", E=f"{potential + kinetic:.4f}eV")
+
+
+def run_md(settings: RunSettings, calculator: LEIGNNCalculator | None = None) -> RunResult:
+    """Run ``settings.steps`` MD steps; stop early (``stopped=True``) when the temperature leaves its range."""
+    _check(settings)
+    atoms = read_structure(settings.structure, settings.index)
+    if tuple(settings.repeat) != (1, 1, 1):
+        if not all(atoms.pbc[k] for k in range(3) if settings.repeat[k] > 1):
+            raise ValueError(f"--repeat {settings.repeat} repeats a non-periodic axis of {settings.structure}")
+        atoms = atoms.repeat(tuple(settings.repeat))
+    calc = calculator or LEIGNNCalculator(settings.checkpoint, device=settings.device, dtype=settings.dtype,
+                                          skin=settings.skin, graph_method=settings.graph_method)
+    calc.check_elements(atoms.numbers)
+    if settings.ensemble.name in NEEDS_STRESS and "stress" not in calc.implemented_properties:
+        raise ValueError(f"ensemble {settings.ensemble.name} needs stress, which this model does not give "
+                         "(train with direct_forces: false and regress_stress: true)")
+    atoms.calc = calc
+    _initial_velocities(atoms, settings)
+    dyn = make_dynamics(atoms, settings.ensemble)
+    pressure = "stress" in calc.implemented_properties and all(atoms.pbc)
+
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"settings": _jsonable(asdict(settings)), "natoms": len(atoms),
+            "formula": atoms.get_chemical_formula(), "pbc": [bool(p) for p in atoms.pbc],
+            "conservative": calc.potential.conservative, "used_ema": calc.potential.used_ema,
+            "trajectory": TRAJECTORY, "log": LOG, "frame_interval_fs": settings.interval * settings.ensemble.timestep_fs}
+    (out / RUN_INFO).write_text(json.dumps({**info, "status": "running"}, indent=2))
+
+    start = time.perf_counter()
+    stop_reason = None
+    with open(out / LOG, "w", newline="") as handle, Trajectory(str(out / TRAJECTORY), "w") as traj, \
+            tqdm(total=settings.steps, unit="step", desc=f"MD {settings.ensemble.name}",
+                 disable=not settings.progress) as bar:
+        writer = csv.writer(handle)
+        writer.writerow(LOG_COLUMNS)
+        recorder = _Recorder(atoms, dyn, settings, writer, traj, bar, pressure)
+        dyn.attach(recorder, interval=1)
+        try:
+            dyn.run(settings.steps)
+        except RunStopped as err:
+            stop_reason = str(err)
+    wall = time.perf_counter() - start
+    result = RunResult(steps_done=dyn.nsteps, simulated_ps=dyn.nsteps * settings.ensemble.timestep_fs / 1000.0,
+                       wall_s=wall, stopped=stop_reason is not None, stop_reason=stop_reason,
+                       neighbor_builds=calc.neighbors.num_builds, frames=recorder.frames)
+    result.extra["ns_per_day"] = result.simulated_ps / 1000.0 / wall * 86400.0 if wall > 0 else None
+    status = "stopped" if result.stopped else "finished"
+    (out / RUN_INFO).write_text(json.dumps({**info, "status": status, "result": asdict(result)}, indent=2))
+    return result
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
