@@ -70,6 +70,22 @@ def check_model_name(model: dict, path: Path) -> None:
             )
 
 
+def unique_run_id(run_dir: Path, identifier: str) -> str:
+    """``<timestamp>[-<n>]-<identifier>``, unused under ``run_dir``.
+
+    fairchem derives the id from a float32 tensor of the time, which resolves only 128 s: two runs
+    started within two minutes in one run directory would share checkpoint and result folders.
+    """
+    import datetime
+
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+    suffix = f"-{identifier}" if identifier else ""
+    candidate, n = f"{stamp}{suffix}", 1
+    while any((run_dir / sub / candidate).exists() for sub in ("checkpoints", "results", "logs/tensorboard")):
+        candidate, n = f"{stamp}-{n}{suffix}", n + 1
+    return candidate
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse fairchem's flags, check the config, and run locally or submit to SLURM."""
     try:
@@ -97,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"checkpoint not found: {args.checkpoint} (check --checkpoint)")
         from leignn_plugin.launch.dispatch import dispatch
 
+        if not args.submit and config.get("timestamp_id") is None:
+            config["timestamp_id"] = unique_run_id(Path(args.run_dir), args.identifier)
         dispatch(args, config)
     except UsageError as err:
         return _fail(str(err))
