@@ -132,3 +132,15 @@ def test_oc20_config_has_the_papers_settings():
             optim["clip_grad_norm"], optim["batch_size"]) == (2e-4, 0.8, 5, 0.999, 50, 32)
     coefficients = {next(iter(loss)): next(iter(loss.values()))["coefficient"] for loss in config["loss_functions"]}
     assert coefficients == {"energy": 1, "forces": 50}
+
+
+def test_oc20_config_trains_on_demo_data(demo_data, tmp_path):
+    """The README's OC20 command, unchanged but for the data paths and one epoch."""
+    s2ef = demo_data / "oc20_s2ef"
+    proc = run_main_py("--mode", "train", "--config-yml", "configs/oc20/leignn.yml", "--cpu",
+                       f"--dataset.train.src={s2ef / 'train'}", f"--dataset.val.src={s2ef / 'val'}",
+                       "--optim.max_epochs=1", "--optim.eval_every=2", "--optim.num_workers=0",
+                       "--run-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(tmp_path.glob("checkpoints/*/checkpoint.pt")), proc.stderr[-3000:]
+    assert "Loaded LEIGNN with" in proc.stdout + proc.stderr
