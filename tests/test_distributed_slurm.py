@@ -179,6 +179,7 @@ def test_preemption_signal_checkpoints_requeues_and_resumes(reference_run, slurm
     assert_lr_continuous(run, reference_run)
 
 
+@pytest.mark.slow  # 200 steps can finish before the signal lands on a loaded machine
 def test_sbatch_cpu_template_preempted_and_resumed(reference_run, slurm_cluster, slurm_config,  # noqa: F811
                                                    tmp_path):
     """slurm/train_cpu.sbatch (srun ranks, no submitit): USR2 checkpoints, ``scontrol requeue``, identical finish."""
@@ -215,6 +216,7 @@ def test_requeue_by_slurm_checkpoints_and_resumes(reference_run, slurm_cluster, 
     assert_lr_continuous(run, reference_run)
 
 
+@pytest.mark.slow
 def test_killed_rank_fails_the_job_with_a_clear_message(slurm_cluster, slurm_config, tmp_path):  # noqa: F811
     """SIGKILL to rank 1 mid-run: rank 0 stops with an explanation and the job fails instead of hanging."""
     run = submit(slurm_cluster, slurm_config, tmp_path, "killed", "--optim.max_epochs=100000", "--timeout=1")
