@@ -109,7 +109,7 @@ def test_submission_refuses_incomplete_predictions(chain, tmp_path, capsys):
 def test_relaxations_lower_energy_and_log_metrics(chain):
     traj_dir = chain["runs"] / "trajectories"
     relax = run_main("run-relaxations", RELAX_CONFIG, chain["runs"], "t-relax",
-                     [*chain["overrides"], f"--task.relax_opt.traj_dir={traj_dir}", "--task.save_full_traj=True",
+                     [*chain["overrides"], f"--task.relax_opt.traj_dir={traj_dir}",
                       "--task.relaxation_fmax=0.001", "--task.relaxation_steps=25"],
                      checkpoint=chain["checkpoint"], echo=False)
     scalars = tensorboard_scalars(relax.tensorboard_dir)
