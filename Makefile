@@ -8,7 +8,7 @@ PYG_FIND_LINKS ?=
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all demo lint bench clean
+.PHONY: install test test-all demo lint clean
 
 install: $(STAMP)
 
@@ -39,9 +39,6 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-
-bench: $(STAMP)
-	$(BIN)/leignn-bench
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
