@@ -1,0 +1,111 @@
+"""The models a benchmark compares: LEIGNN at the paper's OC20 size and fairchem's own baselines.
+
+Baselines use the hyper-parameters of fairchem's OC20 S2EF configs (``configs/s2ef/all/...`` in the
+fairchem repository). The configs' scale files are not shipped with the pip package: PaiNN and
+GemNet-OC run unscaled, which costs the same (a scale factor is one multiply) but means their
+outputs are not calibrated; that does not matter for cost.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+REFERENCE = "painn-512x4"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one benchmarked model: a class by dotted path and its keyword arguments."""
+
+    name: str
+    label: str
+    target: str
+    kwargs: dict = field(default_factory=dict)
+    note: str = ""
+
+    def build(self) -> nn.Module:
+        module, _, cls = self.target.rpartition(".")
+        factory: Callable[..., nn.Module] = getattr(importlib.import_module(module), cls)
+        return factory(**self.kwargs)
+
+
+def leignn_kwargs(hidden_channels: int = 512, num_layers: int = 4, cutoff: float = 6.0,
+                  max_neighbors: int = 20, **extra) -> dict:
+    """LEIGNN at the paper's OC20 size (F=512, T=4, 128 radial functions) with direct forces."""
+    return dict(hidden_channels=hidden_channels, num_layers=num_layers, num_rbf=128, cutoff=cutoff,
+                max_neighbors=max_neighbors, regress_forces=True, direct_forces=True, use_pbc=True,
+                otf_graph=True, **extra)
+
+
+_GEMNET_OC = dict(
+    num_spherical=7, num_radial=128, num_blocks=4, emb_size_atom=256, emb_size_edge=512,
+    emb_size_trip_in=64, emb_size_trip_out=64, emb_size_quad_in=32, emb_size_quad_out=32,
+    emb_size_aint_in=64, emb_size_aint_out=64, emb_size_rbf=16, emb_size_cbf=16, emb_size_sbf=32,
+    num_before_skip=2, num_after_skip=2, num_concat=1, num_atom=3, num_output_afteratom=3,
+    num_atom_emb_layers=2, num_global_out_layers=2, regress_forces=True, direct_forces=True,
+    use_pbc=True, cutoff=12.0, cutoff_qint=12.0, cutoff_aeaint=12.0, cutoff_aint=12.0,
+    max_neighbors=30, max_neighbors_qint=8, max_neighbors_aeaint=20, max_neighbors_aint=1000,
+    rbf={"name": "gaussian"}, envelope={"name": "polynomial", "exponent": 5},
+    cbf={"name": "spherical_harmonics"}, sbf={"name": "legendre_outer"}, extensive=True,
+    output_init="HeOrthogonal", activation="silu", forces_coupled=False, quad_interaction=True,
+    atom_edge_interaction=True, edge_atom_interaction=True, atom_interaction=True,
+    qint_tags=[1, 2], otf_graph=True,
+)
+
+_EQUIFORMER_V2_31M = dict(
+    use_pbc=True, regress_forces=True, otf_graph=True, max_neighbors=20, max_radius=12.0,
+    max_num_elements=90, num_layers=8, sphere_channels=128, attn_hidden_channels=64, num_heads=8,
+    attn_alpha_channels=64, attn_value_channels=16, ffn_hidden_channels=128, norm_type="layer_norm_sh",
+    lmax_list=[4], mmax_list=[2], grid_resolution=18, num_sphere_samples=128, edge_channels=128,
+    use_atom_edge_embedding=True, share_atom_edge_embedding=False, distance_function="gaussian",
+    num_distance_basis=512, attn_activation="silu", use_s2_act_attn=False, use_attn_renorm=True,
+    ffn_activation="silu", use_gate_act=False, use_grid_mlp=True, use_sep_s2_act=True, alpha_drop=0.1,
+    drop_path_rate=0.1, proj_drop=0.0, weight_init="uniform",
+)
+
+MODEL_SPECS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("leignn", "LEIGNN 512x4 (c6, n20)", "leignn_plugin.models.LEIGNN", leignn_kwargs(),
+                  "paper's OC20 size, direct forces"),
+        ModelSpec(REFERENCE, "PaiNN 512x4 (c6, n20)", "fairchem.core.models.painn.painn.PaiNN",
+                  dict(hidden_channels=512, num_layers=4, num_rbf=128, cutoff=6.0, max_neighbors=20,
+                       regress_forces=True, direct_forces=True, use_pbc=True, otf_graph=True),
+                  "same width, depth, cutoff and neighbours as LEIGNN; unscaled"),
+        ModelSpec("painn", "PaiNN (OC20)", "fairchem.core.models.painn.painn.PaiNN",
+                  dict(hidden_channels=512, num_layers=6, num_rbf=128, cutoff=12.0, max_neighbors=50,
+                       regress_forces=True, direct_forces=True, use_pbc=True, otf_graph=True),
+                  "painn_h512 config; scale file not shipped, unscaled"),
+        ModelSpec("schnet", "SchNet (OC20)", "fairchem.core.models.schnet.SchNetWrap",
+                  dict(hidden_channels=1024, num_filters=256, num_interactions=5, num_gaussians=200,
+                       cutoff=6.0, use_pbc=True, regress_forces=True, otf_graph=True),
+                  "gradient forces"),
+        ModelSpec("dimenet++", "DimeNet++ (OC20)", "fairchem.core.models.dimenet_plus_plus.DimeNetPlusPlusWrap",
+                  dict(hidden_channels=192, out_emb_channels=192, num_blocks=3, cutoff=6.0, num_radial=6,
+                       num_spherical=7, num_before_skip=1, num_after_skip=2, num_output_layers=3,
+                       int_emb_size=64, basis_emb_size=8, regress_forces=True, use_pbc=True,
+                       otf_graph=True),
+                  "gradient forces"),
+        ModelSpec("gemnet-oc", "GemNet-OC (OC20)", "fairchem.core.models.gemnet_oc.gemnet_oc.GemNetOC",
+                  _GEMNET_OC, "scale file not shipped with the pip package: unscaled"),
+        ModelSpec("equiformer-v2", "EquiformerV2 31M (OC20)",
+                  "fairchem.core.models.equiformer_v2.equiformer_v2_deprecated.EquiformerV2",
+                  _EQUIFORMER_V2_31M, "N@8 L@4 M@2 31M config"),
+    )
+}
+
+DEFAULT_MODELS = tuple(MODEL_SPECS)
+
+
+def resolve(names: list[str]) -> list[ModelSpec]:
+    """The specs for ``names`` in order; the reference PaiNN is always included (ratios need it)."""
+    unknown = [n for n in names if n not in MODEL_SPECS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(MODEL_SPECS)}")
+    if REFERENCE not in names:
+        names = [REFERENCE, *names]
+    return [MODEL_SPECS[n] for n in dict.fromkeys(names)]

@@ -1,0 +1,197 @@
+"""``leignn-bench``: LEIGNN's cost against fairchem's baselines, MD scaling and the compiled path.
+
+    leignn-bench [models] [--models leignn,painn,...] [--repeats 3]   # table, JSON, bar chart
+    leignn-bench md [--sizes 1000,10000,100000]                        # MD step time / memory vs size
+    leignn-bench compiled [--repeats 5]                                # eager vs torch.compile
+
+Every command writes ``<out>/<command>.{md,json,png}`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+DESCRIPTION = __doc__.split("\n\n")[0]
+SHARED_CPU_NOTE = ("Repetitions are interleaved across models and medians reported; on a machine shared "
+                   "with other processes the absolute times are noisy, the ratios less so.")
+
+
+class BenchError(ValueError):
+    """A bad option: reported as one line."""
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(float(v)) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise BenchError(f"{what}: expected comma-separated numbers, got '{text}'") from None
+    if not values or min(values) < 1:
+        raise BenchError(f"{what}: expected positive numbers, got '{text}'")
+    return values
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leignn-bench", description=DESCRIPTION)
+    parser.add_argument("command", nargs="?", default="models", choices=("models", "md", "compiled"),
+                        help="what to measure (default: models)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per model (medians)")
+    group = parser.add_argument_group("models and compiled")
+    group.add_argument("--models", default=None,
+                       help="comma-separated subset of: leignn, painn-512x4, painn, schnet, dimenet++, "
+                            "gemnet-oc, equiformer-v2 (default: all; painn-512x4 is always added)")
+    group.add_argument("--structures", type=int, default=8, help="OC20-like slabs in the batch")
+    group.add_argument("--slab-size", default="4,4,4", help="slab repeats a,b,layers (default 4,4,4)")
+    group.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
+    group.add_argument("--memory-budget-gib", type=float, default=None,
+                       help="skip models needing more memory than this (default: 60%% of available memory)")
+    group = parser.add_argument_group("md")
+    group.add_argument("--sizes", default="1000,10000,100000", help="approximate atom counts")
+    group.add_argument("--steps", type=int, default=1, help="timed MD steps per size")
+    group.add_argument("--chunk-mib", type=float, default=512.0, help="memory of one [chunk, 3F] edge tensor")
+    group.add_argument("--hidden", type=int, default=512, help="LEIGNN channels (md, compiled)")
+    group.add_argument("--layers", type=int, default=4, help="LEIGNN layers (md, compiled)")
+    return parser
+
+
+def _header(args: argparse.Namespace, title: str) -> str:
+    command = "leignn-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return "\n".join([
+        f"## {title}",
+        "",
+        f"- command: `{command}`",
+        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; host: {platform.node()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"device {args.device}",
+        f"- {SHARED_CPU_NOTE}",
+        "",
+    ])
+
+
+def _run_models(args: argparse.Namespace) -> str:
+    from leignn_plugin.bench.baselines import DEFAULT_MODELS, resolve
+    from leignn_plugin.bench.batch import oc20_like_batch
+    from leignn_plugin.bench.compare import default_budget_gib, reference_of, run_comparison
+    from leignn_plugin.bench.report import comparison_figure, comparison_table, write_json
+
+    names = DEFAULT_MODELS if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]
+    specs = resolve(list(names))
+    size = tuple(_int_list(args.slab_size, "--slab-size"))
+    if len(size) != 3:
+        raise BenchError(f"--slab-size: expected three numbers a,b,layers, got '{args.slab_size}'")
+    device = torch.device(args.device)
+    budget = None
+    if device.type == "cpu":
+        budget = args.memory_budget_gib if args.memory_budget_gib is not None else default_budget_gib()
+        print(f"memory budget: {budget:.1f} GiB per model warm-up (models needing more are skipped)")
+    batch = oc20_like_batch(args.structures, args.seed, size)
+    results = run_comparison(specs, batch, args.repeats, device, args.seed, train=not args.no_train,
+                             memory_budget_gib=budget)
+    reference = reference_of(results)
+    title = (f"Cost on one OC20-like batch ({args.structures} slabs, {int(batch.natoms.sum())} atoms), "
+             f"ratios to PaiNN 512x4")
+    table = comparison_table(results, reference)
+    text = _header(args, title) + table + "\n"
+    write_json(args.out / "models.json", {
+        "command": sys.argv, "batch": {"structures": args.structures, "atoms": int(batch.natoms.sum()),
+                                       "natoms": batch.natoms.tolist()},
+        "repeats": args.repeats, "threads": torch.get_num_threads(), "note": SHARED_CPU_NOTE,
+        "memory_budget_gib": budget,
+        "reference": reference.name if reference else None,
+        "results": [r.to_dict(reference) for r in results],
+    })
+    comparison_figure(results, reference, args.out / "models.png", title)
+    return text
+
+
+def _run_md(args: argparse.Namespace) -> str:
+    from leignn_plugin.bench.md_scaling import run_md_scaling
+    from leignn_plugin.bench.report import fit_exponent, scaling_figure, write_json
+
+    sizes = _int_list(args.sizes, "--sizes")
+    points = run_md_scaling(sizes, args.steps, args.seed, args.chunk_mib, hidden_channels=args.hidden,
+                            num_layers=args.layers)
+    atoms = [p.atoms for p in points]
+    step_s = [p.step_s for p in points]
+    peak_gib = [p.peak_rss_mib / 1024 for p in points]
+    several = len(set(atoms)) > 1
+    exponent = fit_exponent(atoms, step_s) if several else None
+    cpu_exponent = fit_exponent(atoms, [p.step_cpu_s for p in points]) if several else None
+    mem_exponent = fit_exponent(atoms, peak_gib) if several else None
+    title = (f"LEIGNN {args.hidden}x{args.layers} direct-force MD step, fcc Cu, cutoff 5 Å, "
+             f"<= 50 neighbours, cell list, edge chunks of {args.chunk_mib:g} MiB")
+    rows = ["| atoms | edges | step (s) | step CPU (s) | neighbour search (s) | peak RSS (GiB) |",
+            "|---|---|---|---|---|---|"]
+    rows += [f"| {p.atoms} | {p.edges} | {p.step_s:.3g} | {p.step_cpu_s:.3g} | {p.graph_s:.3g} | "
+             f"{p.peak_rss_mib / 1024:.2f} |" for p in points]
+    if exponent is not None:
+        rows.append("")
+        rows.append(f"Fitted exponents: step wall time ~ N^{exponent:.2f}, step CPU time ~ N^{cpu_exponent:.2f}, "
+                    f"peak RSS ~ N^{mem_exponent:.2f}.")
+    write_json(args.out / "md.json", {"command": sys.argv, "points": [p.to_dict() for p in points],
+                                      "time_exponent": exponent, "cpu_time_exponent": cpu_exponent,
+                                      "memory_exponent": mem_exponent,
+                                      "threads": torch.get_num_threads(), "note": SHARED_CPU_NOTE})
+    scaling_figure(atoms, step_s, peak_gib, args.out / "md.png", title)
+    return _header(args, title) + "\n".join(rows) + "\n"
+
+
+def _run_compiled(args: argparse.Namespace) -> str:
+    from torch import nn
+
+    from leignn_plugin.bench.baselines import leignn_kwargs
+    from leignn_plugin.bench.batch import oc20_like_batch
+    from leignn_plugin.bench.compiled_speed import run_compiled_speed
+    from leignn_plugin.bench.report import write_json
+    from leignn_plugin.models import LEIGNN
+
+    torch.manual_seed(args.seed)
+    model = LEIGNN(**leignn_kwargs(hidden_channels=args.hidden, num_layers=args.layers))
+    # an untrained energy head starts at zero; give it weights so that the parity check covers energies
+    nn.init.normal_(model.energy_head.mlp[-1].weight, std=0.05)
+    batch = oc20_like_batch(args.structures, args.seed, tuple(_int_list(args.slab_size, "--slab-size")))
+    res = run_compiled_speed(model, batch, args.repeats, torch.device(args.device))
+    title = f"Compiled (torch.compile, inductor) against eager inference, LEIGNN {args.hidden}x{args.layers}"
+    dev = ", ".join(f"{k} {v:.1e}" for k, v in res.max_rel_deviation.items())
+    rows = ["| eager (s) | compiled (s) | speed-up | first call incl. compile (s) | max rel. deviation |",
+            "|---|---|---|---|---|",
+            f"| {res.eager_s:.3g} | {res.compiled_s:.3g} | {res.speedup:.2f}x | {res.compile_s:.3g} | {dev} |"]
+    write_json(args.out / "compiled.json", {"command": sys.argv, "atoms": int(batch.natoms.sum()),
+                                            "threads": torch.get_num_threads(), **res.to_dict()})
+    return _header(args, title) + "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.repeats < 1:
+            raise BenchError(f"--repeats must be at least 1, got {args.repeats}")
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise BenchError("--device cuda: no CUDA device is available on this machine")
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        args.out.mkdir(parents=True, exist_ok=True)
+        run = {"models": _run_models, "md": _run_md, "compiled": _run_compiled}[args.command]
+        text = run(args)
+    except ValueError as err:
+        print(f"leignn-bench: error: {err}", file=sys.stderr)
+        return 2
+    (args.out / f"{args.command}.md").write_text(text)
+    print(text)
+    print(f"written: {args.out}/{args.command}.md, .json" + ("" if args.command == "compiled" else ", .png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
