@@ -26,7 +26,9 @@ def batch():
     return [bulk_cell(), slab_with_adsorbate(), bulk_cell(seed=5)]
 
 
-@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+# float64 shows the algorithm is exact; in float32 a one-row matmul rounds differently from the
+# full one, and the energy (a sum over 100+ atoms of a random head) carries that to about 1e-6.
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 5e-6)])
 @pytest.mark.parametrize("chunk", [1, 13])
 def test_chunked_direct_forces_match(batch, chunk, dtype, tol):
     """Same sums in the same order; only the matmul kernel chosen for a chunk may round differently."""

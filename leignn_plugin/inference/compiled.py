@@ -1,12 +1,14 @@
 """A compiled LEIGNN for inference and MD: the same model with its message sums run by torch.compile.
 
 The message blocks switch to their dense-neighbour form (each atom sums its messages over a padded
-table of its incoming edges) and that sum is compiled (inductor, dynamic shapes, so a changing number
-of atoms or edges between MD steps does not recompile): the per-edge gathers, products and the sum
-become one generated loop, without the [E, 3, F] tensors eager mode writes and without the atomics a
-compiled scatter would need. The neighbour search, the table and the node-wise layers stay eager
-(compiling whole layers measured slower on CPU: data-dependent graph breaks at every segment mean).
-Results agree with eager mode to float rounding (reductions may be reordered).
+table of its incoming edges, ``models/blocks/dense_sums.py``) and that sum is compiled (inductor,
+dynamic shapes, so a changing number of atoms or edges between MD steps does not recompile): the
+per-edge gathers, products and the sum become one generated loop, without the [E, 3, F] tensors
+eager mode writes and without the atomics a compiled scatter would need. The radial matmul stays
+outside the compiled region, writing into the pass's reused buffer, and the neighbour search, the
+table and the node-wise layers stay eager (compiling whole layers measured slower on CPU:
+data-dependent graph breaks at every segment mean). Results agree with eager mode to float rounding
+(the sums run in another order).
 """
 
 from __future__ import annotations
@@ -14,9 +16,18 @@ from __future__ import annotations
 import copy
 
 import torch
+from torch import nn
 
-from leignn_plugin.models.blocks.message import MessageBlock
+from leignn_plugin.models.blocks.dense_sums import dense_message_sums
+from leignn_plugin.models.blocks.message import DenseSum, MessageBlock
 from leignn_plugin.models.leignn import LEIGNN
+
+
+def use_dense_sums(model: nn.Module, dense_sum: DenseSum | None = dense_message_sums) -> None:
+    """Sum the messages of every block of ``model`` with ``dense_sum`` (None: the eager scatter)."""
+    for module in model.modules():
+        if isinstance(module, MessageBlock):
+            module.dense_sum = dense_sum
 
 
 def compile_for_inference(model: LEIGNN, dynamic: bool = True, mode: str | None = None,
@@ -32,9 +43,5 @@ def compile_for_inference(model: LEIGNN, dynamic: bool = True, mode: str | None 
     if not isinstance(model, LEIGNN):
         raise TypeError(f"compile_for_inference takes an LEIGNN model, got {type(model).__name__}")
     compiled = copy.deepcopy(model).eval()
-    for module in compiled.modules():
-        if isinstance(module, MessageBlock):
-            module.dense_neighbors = True
-            module.dense_edge_sums = torch.compile(module.dense_edge_sums, dynamic=dynamic, mode=mode,
-                                                   backend=backend)
+    use_dense_sums(compiled, torch.compile(dense_message_sums, dynamic=dynamic, mode=mode, backend=backend))
     return compiled

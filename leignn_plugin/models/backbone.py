@@ -13,6 +13,7 @@ from fairchem.core.models.base import BackboneInterface, GraphModelMixin
 from torch import nn
 
 from leignn_plugin.models.blocks.activation import reset_linear_layers
+from leignn_plugin.models.blocks.edge_buffers import EdgeBuffers
 from leignn_plugin.models.blocks.interaction import InteractionLayer
 from leignn_plugin.models.blocks.radial import RadialEmbedding
 from leignn_plugin.models.graph import apply_strain, edge_geometry, neighbor_graph
@@ -141,15 +142,16 @@ class LEIGNNBackbone(nn.Module, GraphModelMixin, BackboneInterface):
         graph = neighbor_graph(data, self.cutoff, self.max_neighbors, self.use_pbc, self.otf_graph,
                                self.enforce_max_neighbors_strictly, self.graph_method)
         geom = edge_geometry(pos_used, cell, batch, graph.edge_index, graph.cell_offsets)
-        rbf, env = self.radial(geom.distance)  # [E, R], [E]
+        edge_features = self.radial(geom.distance)  # [E, R + 1]
 
         f = self.hidden_channels
         x = self.atom_embedding(z - 1).to(pos.dtype)  # [N, F]
         v = x.new_zeros((x.shape[0], 3, f))  # [N, 3, F]
         u = self.global_embedding.to(pos.dtype).unsqueeze(0).expand(num_graphs, f)  # [B, F]
         g = x.new_zeros((num_graphs, 3, f))  # [B, 3, F]
+        buffers = EdgeBuffers()  # one per pass: scratch memory (no-grad only) and graph tables
         for layer in self.layers:
-            x, v, u, g = layer(x, v, u, g, batch, rbf, env, geom.unit_vec, geom.edge_index)
+            x, v, u, g = layer(x, v, u, g, batch, edge_features, geom.unit_vec, geom.edge_index, buffers)
 
         return {
             "node_scalar": x,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from leignn_plugin.models.blocks.edge_buffers import EdgeBuffers
 from leignn_plugin.models.blocks.global_scalar import GlobalScalarToLocal, LocalScalarToGlobal
 from leignn_plugin.models.blocks.global_vector import GlobalVectorToLocal, LocalVectorToGlobal
 from leignn_plugin.models.blocks.message import MessageBlock
@@ -38,15 +39,18 @@ class InteractionLayer(nn.Module):
         u: torch.Tensor,
         g: torch.Tensor,
         batch: torch.Tensor,
-        rbf: torch.Tensor,
-        envelope: torch.Tensor,
+        edge_features: torch.Tensor,
         unit_vec: torch.Tensor,
         edge_index: torch.Tensor,
+        buffers: EdgeBuffers | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [N, F], v [N, 3, F], u [B, F], g [B, 3, F]; returns them updated."""
+        """x [N, F], v [N, 3, F], u [B, F], g [B, 3, F]; returns them updated.
+
+        ``buffers``: per-edge scratch memory and graph tables shared by the layers of one forward pass.
+        """
         x = self.scalar_to_local(x, u, batch)
         v = self.vector_to_local(v, g, batch)
-        x, v = self.message(x, v, rbf, envelope, unit_vec, edge_index)
+        x, v = self.message(x, v, edge_features, unit_vec, edge_index, buffers)
         x, v = self.update(x, v, update_vectors=self.vectors_out)
         if not self.last:
             u = self.scalar_to_global(x, u, batch)

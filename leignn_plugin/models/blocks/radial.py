@@ -90,13 +90,29 @@ class ExponentialEnvelope(nn.Module):
         return torch.where(inside, env, torch.zeros_like(t))  # [E]
 
 
+def flush_tiny(values: torch.Tensor) -> torch.Tensor:
+    """Zero the entries smaller in magnitude than sqrt(smallest normal number) of their dtype.
+
+    Far-away Gaussians (and high-degree Bernstein terms) evaluate to subnormal numbers, and CPUs
+    multiply subnormals through a slow microcode path: with them the radial matmul of an OC20
+    batch ran 3.3x slower (92 ms against 28 ms for [11330, 128] @ [128, 1536], float32, 2 cores).
+    The threshold (1e-19 in float32, 1e-154 in float64) also keeps their products with weights
+    normal; what it removes lies some 12 orders of magnitude below the float32 rounding of any
+    filter value, so results are unchanged.
+    """
+    threshold = torch.finfo(values.dtype).tiny ** 0.5
+    return torch.where(values.abs() < threshold, torch.zeros_like(values), values)
+
+
 class RadialEmbedding(nn.Module):
-    """Radial basis rbf(d / cutoff) and envelope(d / cutoff), returned separately.
+    """Edge features [rbf(t) * envelope(t), envelope(t)] with t = d / cutoff, computed once per graph.
 
     The paper's radial feature is e_ij = rbf * envelope. Filters compute W_r(rbf) * envelope,
     which equals W e_ij + b * envelope: the weights act on e_ij exactly, and the bias of W_r is
     faded out with the envelope so that every message is exactly zero at the cutoff (with the bias
-    outside the envelope, energies would jump when a neighbour crosses the cutoff).
+    outside the envelope, energies would jump when a neighbour crosses the cutoff). Carrying the
+    envelope as the last column lets every layer apply weights and bias in one matmul,
+    ``features @ [W^T; b]``, on features shared by all layers.
     """
 
     def __init__(self, num_rbf: int, cutoff: float, rbf: str = "gaussian", envelope: str = "polynomial",
@@ -111,7 +127,8 @@ class RadialEmbedding(nn.Module):
                       "bernstein": BernsteinBasis}[rbf](num_rbf)
         self.envelope = PolynomialEnvelope(envelope_exponent) if envelope == "polynomial" else ExponentialEnvelope()
 
-    def forward(self, distance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, distance: torch.Tensor) -> torch.Tensor:
+        """distance [E] -> features [E, R + 1]."""
         t = distance / self.cutoff  # [E]
-        env = self.envelope(t)  # [E]
-        return self.basis(t), env  # [E, R], [E]
+        env = self.envelope(t).unsqueeze(-1)  # [E, 1]
+        return flush_tiny(torch.cat([self.basis(t) * env, env], dim=-1))  # [E, R + 1]
