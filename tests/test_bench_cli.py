@@ -72,3 +72,24 @@ def test_model_out_of_memory_is_skipped():
     assert huge.status == "skipped: ran out of memory during the warm-up"
     assert messages == ["huge: skipped: ran out of memory during the warm-up"]
     assert tiny.status == "ok" and tiny.forward_s > 0
+
+
+def test_flushed_painn_is_painn_without_subnormals():
+    """The benchmark's PaiNN variant computes PaiNN's outputs; only its radial features change,
+    and only where they are below sqrt(tiny)."""
+    from leignn_plugin.bench.baselines import MODEL_SPECS
+
+    batch = oc20_like_batch(num_structures=1, size=(2, 2, 2))
+    outputs, radial = [], []
+    for name in ("painn-512x4", "painn-512x4-flushed"):
+        torch.manual_seed(0)
+        model = MODEL_SPECS[name].build().eval()
+        model.radial_basis.register_forward_hook(lambda module, args, out: radial.append(out))
+        with torch.no_grad():
+            outputs.append(model(batch))
+    plain, flushed = radial
+    tiny = torch.finfo(plain.dtype).tiny
+    assert bool(((plain > 0) & (plain < tiny)).any()), "the batch should produce subnormal features"
+    assert float(flushed[flushed != 0].abs().min()) >= tiny ** 0.5
+    for key in ("energy", "forces"):
+        torch.testing.assert_close(outputs[1][key], outputs[0][key], rtol=1e-5, atol=1e-6)

@@ -49,8 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per model (medians)")
     group = parser.add_argument_group("models and compiled")
     group.add_argument("--models", default=None,
-                       help="comma-separated subset of: leignn, painn-512x4, painn, schnet, dimenet++, "
-                            "gemnet-oc, equiformer-v2 (default: all; painn-512x4 is always added)")
+                       help="comma-separated subset of: leignn, painn-512x4, painn-512x4-flushed, painn, schnet, "
+                            "dimenet++, gemnet-oc, equiformer-v2 (default: all; painn-512x4 is always added)")
     group.add_argument("--structures", type=int, default=8, help="OC20-like slabs in the batch")
     group.add_argument("--slab-size", default="4,4,4", help="slab repeats a,b,layers (default 4,4,4)")
     group.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
