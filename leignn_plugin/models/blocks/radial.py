@@ -100,7 +100,8 @@ def flush_tiny(values: torch.Tensor) -> torch.Tensor:
 
     Far-away Gaussians (and high-degree Bernstein terms) evaluate to subnormal numbers, and CPUs
     multiply subnormals through a slow microcode path: with them the radial matmul of an OC20
-    batch ran 3.3x slower (92 ms against 28 ms for [11330, 128] @ [128, 1536], float32, 2 cores).
+    batch ran 3.6x slower (96 ms against 27 ms per [11330, 129] @ [129, 1536] call, float32, 2 cores,
+    ``benchmarks/profile_forward.py``).
     The threshold also keeps their products with weights normal; what it removes lies some 12
     orders of magnitude below the float32 rounding of any filter value, so results are unchanged.
     """
