@@ -158,3 +158,17 @@ def test_bad_device_and_dtype_are_refused(md_models):
             LEIGNNCalculator(md_models.conservative, device="cuda")
     with pytest.raises(ValueError, match="dtype must be one of"):
         LEIGNNCalculator(md_models.conservative, dtype="float16")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["conservative", "direct"])
+def test_compiled_calculator_equals_the_eager_one(md_models, which):
+    """inductor-compiled model, two cell sizes (dynamic shapes: no failure on the second)."""
+    path = getattr(md_models, which)
+    eager, compiled = LEIGNNCalculator(path), LEIGNNCalculator(path, compiled=True)
+    assert compiled.model is not compiled.potential.model
+    for atoms in (cu_ni_cell(3), cu_ni_cell(4) * (2, 1, 1)):
+        expected, got = eager.predict(atoms), compiled.predict(atoms)
+        for key, value in expected.items():
+            scale = max(1.0, float(value.abs().max()))
+            np.testing.assert_allclose(got[key].numpy(), value.numpy(), rtol=0, atol=1e-5 * scale)

@@ -175,3 +175,18 @@ def test_cluster_without_cell_is_analysed_with_h_of_r(md_models, tmp_path, capsy
     assert "rdf" not in summary and summary["stability"]["observable"] == "h(r)"
     assert not (out / "analysis" / "rdf.png").exists() and (out / "analysis" / "h_r.png").is_file()
     assert read_log(out)["pressure_bar"].size == 5 and np.all(np.isnan(read_log(out)["pressure_bar"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["conservative", "direct"])
+def test_cli_compiled_run_follows_the_eager_run(md_models, structure, tmp_path, which):
+    """`leignn-md run --compile` (inductor) writes the log the eager run writes, to float32 rounding."""
+    logs = {}
+    for flag in ([], ["--compile"]):
+        out = tmp_path / ("compiled" if flag else "eager")
+        assert main(["run", "--checkpoint", str(getattr(md_models, which)), "--structure", str(structure),
+                     "--ensemble", "nve", "--temperature", "300", "--steps", "10", "--interval", "5",
+                     "--out", str(out), "--no-progress", *flag]) == 0
+        logs[bool(flag)] = read_log(out)
+    for key in ("potential_energy_eV", "kinetic_energy_eV"):
+        np.testing.assert_allclose(logs[True][key], logs[False][key], rtol=1e-5, atol=1e-5)

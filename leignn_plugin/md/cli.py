@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--skin", type=float, default=1.0, help="Verlet-list skin in Å (0: new graph every step)")
     run.add_argument("--graph-method", choices=("fairchem", "cell_list"), default=None,
                      help="neighbour search for the list builds (default: the model's; cell_list for large cells)")
+    run.add_argument("--compile", action="store_true",
+                     help="evaluate a torch.compile'd copy of the model (faster steps; the first one compiles)")
     run.add_argument("--t-min", type=float, default=0.1, help="stop when the temperature falls below this (K)")
     run.add_argument("--t-max", type=float, default=1.0e5, help="stop when the temperature exceeds this (K)")
     run.add_argument("--keep-velocities", action="store_true",
@@ -81,7 +83,8 @@ def _run(args: argparse.Namespace) -> int:
                                 pdamp_fs=args.pdamp, compressibility_per_bar=args.compressibility, seed=args.seed)
     settings = RunSettings(checkpoint=args.checkpoint, structure=args.structure, out=args.out, ensemble=ensemble,
                            steps=args.steps, index=args.index, repeat=tuple(args.repeat), device=args.device,
-                           dtype=args.dtype, skin=args.skin, graph_method=args.graph_method, interval=args.interval,
+                           dtype=args.dtype, skin=args.skin, graph_method=args.graph_method, compiled=args.compile,
+                           interval=args.interval,
                            t_min=args.t_min, t_max=args.t_max, keep_velocities=args.keep_velocities,
                            progress=not args.no_progress)
     result = run_md(settings)

@@ -48,6 +48,7 @@ class RunSettings:
     dtype: str = "float32"
     skin: float = 1.0
     graph_method: str | None = None
+    compiled: bool = False
     interval: int = 10
     t_min: float = 0.1
     t_max: float = 1.0e5
@@ -147,7 +148,8 @@ def run_md(settings: RunSettings, calculator: LEIGNNCalculator | None = None) ->
             raise ValueError(f"--repeat {settings.repeat} repeats a non-periodic axis of {settings.structure}")
         atoms = atoms.repeat(tuple(settings.repeat))
     calc = calculator or LEIGNNCalculator(settings.checkpoint, device=settings.device, dtype=settings.dtype,
-                                          skin=settings.skin, graph_method=settings.graph_method)
+                                          skin=settings.skin, graph_method=settings.graph_method,
+                                          compiled=settings.compiled)
     calc.check_elements(atoms.numbers)
     if settings.ensemble.name in NEEDS_STRESS and "stress" not in calc.implemented_properties:
         raise ValueError(f"ensemble {settings.ensemble.name} needs stress, which this model does not give "
