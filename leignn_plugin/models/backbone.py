@@ -88,7 +88,9 @@ class LEIGNNBackbone(nn.Module, GraphModelMixin, BackboneInterface):
             raise ValueError(f"unknown graph_method '{graph_method}': choose one of {', '.join(GRAPH_METHODS)}")
         self.graph_method = graph_method
         # the radial filters of banded bases skip their exact zeros (blocks/radial_bands.py); not
-        # saved with the model: False keeps the plain [E, R + 1] matmul (the reference in tests)
+        # saved with the model: False keeps the plain [E, R + 1] matmul (the reference in tests).
+        # CPU only: that is where the gain was measured; on a GPU one large matmul is already cheap
+        # and a dozen small ones per layer cost kernel launches (unmeasured: no GPU was available).
         self.radial_bands = True
         if vectors_out is None:
             vectors_out = regress_forces and direct_forces
@@ -148,7 +150,7 @@ class LEIGNNBackbone(nn.Module, GraphModelMixin, BackboneInterface):
         geom = edge_geometry(pos_used, cell, batch, graph.edge_index, graph.cell_offsets)
         edge_index, unit_vec = geom.edge_index, geom.unit_vec  # [2, E], [E, 3]
         radial = RadialBands.whole(self.radial(geom.distance))  # [E, R + 1]
-        if self.radial_bands:
+        if self.radial_bands and pos.device.type == "cpu":
             radial, order = radial_bands(radial.values)
             if order is not None:  # the layers see the edges in band order
                 edge_index, unit_vec = edge_index[:, order], unit_vec[order]

@@ -17,7 +17,8 @@ from leignn_plugin.models.blocks.recomputed_gathers import RecomputedGathers
 # many bytes, and band by band. Pieces this small come from the allocator's reused heap; a whole
 # [E, 3F] tensor (70 MB on the benchmark batch) is a fresh mapping from the operating system each
 # time, paid for in page faults: without radial bands the training step took 1.61 s with whole
-# tensors and 0.96 s in pieces (``benchmarks/training_pieces.py``, LEIGNN 512x4, 2 cores).
+# tensors and 0.96 s in pieces (``benchmarks/training_pieces.py``, LEIGNN 512x4, 2 cores). CPU only:
+# CUDA's caching allocator already reuses memory, and pieces would only add kernel launches there.
 RECORDED_PIECE_BYTES = 8 << 20
 
 DenseSum = Callable[..., tuple[torch.Tensor, torch.Tensor]]
@@ -147,7 +148,7 @@ class MessageBlock(nn.Module):
                                           buffers if buffers is not None else EdgeBuffers())
         else:
             record = recording(v.device)
-            if record:
+            if record and v.device.type == "cpu":
                 size = min(size or radial.num_edges, self.recorded_piece_edges(v))
             weight = self.filter_weight()  # [R + 1, 3F], shared by the pieces
             for part in radial.parts(size, split_bands=record):
