@@ -16,3 +16,8 @@ for model in dimenet++ gemnet-oc equiformer-v2; do
 done
 "$BENCH" compiled --repeats 15 --threads 2 --out "$OUT"
 "$BENCH" md --sizes 1000,10000,100000 --steps 1 --threads 2 --out "$OUT"
+# the same size through the user-facing MD command (calculator, Verlet list, default edge chunks)
+LARGE=${LARGE_MD_DIR:-/tmp/leignn_large_md}
+.venv/bin/python benchmarks/md_checkpoint.py --atoms 100000 --out "$LARGE"
+.venv/bin/leignn-md run --checkpoint "$LARGE/checkpoint.pt" --structure "$LARGE/cu.extxyz" --ensemble nve \
+  --steps 1 --interval 1 --graph-method cell_list --no-progress --out "$LARGE/run"

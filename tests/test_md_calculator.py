@@ -172,3 +172,19 @@ def test_compiled_calculator_equals_the_eager_one(md_models, which):
         for key, value in expected.items():
             scale = max(1.0, float(value.abs().max()))
             np.testing.assert_allclose(got[key].numpy(), value.numpy(), rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("which", ["conservative", "direct"])
+def test_edge_chunks_give_the_unchunked_numbers(md_models, which):
+    """The default calculator streams edges in chunks once a graph outgrows them; a tiny budget forces
+    many chunks here, and the numbers stay those of the whole pass."""
+    path = getattr(md_models, which)
+    atoms = cu_ni_cell(5)
+    whole = LEIGNNCalculator(path, dtype="float64", edge_chunk_mib=None)
+    chunked = LEIGNNCalculator(path, dtype="float64", edge_chunk_mib=0.01)
+    sizes = {m.edge_chunk_size for m in chunked.model.modules() if hasattr(m, "edge_chunk_size")}
+    assert len(sizes) == 1 and 1 <= sizes.pop() < len(chunked.to_batch(atoms).edge_index[0]) // 10
+    assert {m.edge_chunk_size for m in whole.model.modules() if hasattr(m, "edge_chunk_size")} == {None}
+    expected, got = whole.predict(atoms), chunked.predict(atoms)
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key].numpy(), value.numpy(), rtol=0, atol=1e-10 * max(1.0, float(value.abs().max())))

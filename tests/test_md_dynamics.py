@@ -106,6 +106,8 @@ def test_cli_run_then_analyze_against_itself(md_models, structure, tmp_path, cap
     with open(out / "md_log.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 21 and float(rows[-1]["time_ps"]) == pytest.approx(0.04)
+    extra = json.loads((out / "run.json").read_text())["result"]["extra"]
+    assert 0.1 < extra["peak_rss_gib"] < 24 and "peak memory" in capsys.readouterr().out
     assert set(rows[0]) >= {"time_ps", "potential_energy_eV", "kinetic_energy_eV", "total_energy_eV",
                             "temperature_K", "pressure_bar"}
     capsys.readouterr()

@@ -25,6 +25,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from fairchem.core.datasets import data_list_collater
 from torch_geometric.data import Data
 
+from leignn_plugin.inference.chunked import chunk_size_for, set_edge_chunk_size
 from leignn_plugin.inference.compiled import compile_for_inference
 from leignn_plugin.md.checkpoint import LoadedPotential, load_potential
 from leignn_plugin.md.neighbors import VerletList
@@ -63,6 +64,10 @@ class LEIGNNCalculator(Calculator):
         compiled: evaluate a torch.compile'd copy of the model (``inference.compile_for_inference``):
             faster per step on CPU, equal to 1e-5; the first call compiles (seconds), later sizes
             reuse the dynamic-shape kernels.
+        edge_chunk_mib: stream the edges of each message step in chunks whose [chunk, 3F] tensors
+            take about this many MiB (``inference.chunk_size_for``; exact, same sums in the same
+            order), which bounds the memory of direct-force MD on large cells. Graphs with fewer
+            edges run whole; ``None`` never chunks.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class LEIGNNCalculator(Calculator):
         use_ema: bool = True,
         graph_method: str | None = None,
         compiled: bool = False,
+        edge_chunk_mib: float | None = 512.0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +88,9 @@ class LEIGNNCalculator(Calculator):
         self.potential: LoadedPotential = load_potential(checkpoint, self.device, self.dtype, use_ema)
         self.model = compile_for_inference(self.potential.model) if compiled else self.potential.model
         backbone = self.potential.backbone
+        if edge_chunk_mib is not None:
+            chunk = chunk_size_for(backbone.hidden_channels, edge_chunk_mib, torch.finfo(self.dtype).bits // 8)
+            set_edge_chunk_size(self.model, chunk)
         method = graph_method or getattr(backbone, "graph_method", "fairchem")
         self.neighbors = VerletList(backbone.cutoff, skin, backbone.max_neighbors,
                                     backbone.enforce_max_neighbors_strictly, method)

@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="neighbour search for the list builds (default: the model's; cell_list for large cells)")
     run.add_argument("--compile", action="store_true",
                      help="evaluate a torch.compile'd copy of the model (faster steps; the first one compiles)")
+    run.add_argument("--edge-chunk-mib", type=float, default=512.0,
+                     help="stream each message step's edges in chunks of about this many MiB per per-edge tensor "
+                          "(exact; bounds the memory of large cells; 0: never chunk)")
     run.add_argument("--t-min", type=float, default=0.1, help="stop when the temperature falls below this (K)")
     run.add_argument("--t-max", type=float, default=1.0e5, help="stop when the temperature exceeds this (K)")
     run.add_argument("--keep-velocities", action="store_true",
@@ -84,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = RunSettings(checkpoint=args.checkpoint, structure=args.structure, out=args.out, ensemble=ensemble,
                            steps=args.steps, index=args.index, repeat=tuple(args.repeat), device=args.device,
                            dtype=args.dtype, skin=args.skin, graph_method=args.graph_method, compiled=args.compile,
-                           interval=args.interval,
+                           edge_chunk_mib=args.edge_chunk_mib or None, interval=args.interval,
                            t_min=args.t_min, t_max=args.t_max, keep_velocities=args.keep_velocities,
                            progress=not args.no_progress)
     result = run_md(settings)
@@ -93,8 +96,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"leignn-md: stopped: {result.stop_reason}; the run up to there is in {args.out}", file=sys.stderr)
         return 3
     print(f"leignn-md: {result.steps_done} steps ({result.simulated_ps:g} ps) in {result.wall_s:.1f} s"
-          f"{f' ({speed:.3g} ns/day)' if speed else ''}, {result.neighbor_builds} neighbour-list builds; "
-          f"output in {args.out}")
+          f"{f' ({speed:.3g} ns/day)' if speed else ''}, {result.neighbor_builds} neighbour-list builds, "
+          f"peak memory {result.extra['peak_rss_gib']:.2f} GiB; output in {args.out}")
     return 0
 
 

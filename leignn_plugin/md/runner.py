@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import resource
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +51,7 @@ class RunSettings:
     skin: float = 1.0
     graph_method: str | None = None
     compiled: bool = False
+    edge_chunk_mib: float | None = 512.0
     interval: int = 10
     t_min: float = 0.1
     t_max: float = 1.0e5
@@ -149,7 +152,7 @@ def run_md(settings: RunSettings, calculator: LEIGNNCalculator | None = None) ->
         atoms = atoms.repeat(tuple(settings.repeat))
     calc = calculator or LEIGNNCalculator(settings.checkpoint, device=settings.device, dtype=settings.dtype,
                                           skin=settings.skin, graph_method=settings.graph_method,
-                                          compiled=settings.compiled)
+                                          compiled=settings.compiled, edge_chunk_mib=settings.edge_chunk_mib)
     calc.check_elements(atoms.numbers)
     if settings.ensemble.name in NEEDS_STRESS and "stress" not in calc.implemented_properties:
         raise ValueError(f"ensemble {settings.ensemble.name} needs stress, which this model does not give "
@@ -185,9 +188,16 @@ def run_md(settings: RunSettings, calculator: LEIGNNCalculator | None = None) ->
                        wall_s=wall, stopped=stop_reason is not None, stop_reason=stop_reason,
                        neighbor_builds=calc.neighbors.num_builds, frames=recorder.frames)
     result.extra["ns_per_day"] = result.simulated_ps / 1000.0 / wall * 86400.0 if wall > 0 else None
+    result.extra["peak_rss_gib"] = peak_resident_gib()
     status = "stopped" if result.stopped else "finished"
     (out / RUN_INFO).write_text(json.dumps({**info, "status": status, "result": asdict(result)}, indent=2))
     return result
+
+
+def peak_resident_gib() -> float:
+    """The process's peak resident memory so far (GiB): what a run needs from the machine."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**30 if sys.platform == "darwin" else peak / 2**20
 
 
 def _jsonable(value):
