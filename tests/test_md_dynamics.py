@@ -101,7 +101,7 @@ def test_cli_run_then_analyze_against_itself(md_models, structure, tmp_path, cap
     out = tmp_path / "run"
     code = main(["run", "--checkpoint", str(md_models.conservative), "--structure", str(structure),
                  "--ensemble", "nvt-langevin", "--temperature", "500", "--steps", "40", "--interval", "2",
-                 "--out", str(out), "--no-progress"])
+                 "--edge-chunk-mib", "0.05", "--out", str(out), "--no-progress"])
     assert code == 0
     with open(out / "md_log.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -134,6 +134,8 @@ def test_cli_reports_bad_input_in_one_line(md_models, structure, tmp_path, capsy
          "--steps must be >= 1"),
         (["run", "--checkpoint", str(md_models.conservative), "--structure", str(structure), "--steps", "5",
           "--temperature", "2e5"], "lies outside the sane range 0.1..100000 K"),
+        (["run", "--checkpoint", str(md_models.conservative), "--structure", str(structure), "--steps", "5",
+          "--edge-chunk-mib", "-1"], "--edge-chunk-mib must be positive"),
         (["analyze", str(tmp_path)], "is not an MD run folder"),
     ]
     for argv, message in cases:

@@ -78,6 +78,9 @@ def _check(settings: RunSettings) -> None:
         raise ValueError(f"--steps must be >= 1, got {settings.steps}")
     if len(settings.repeat) != 3 or min(settings.repeat) < 1:
         raise ValueError(f"--repeat takes three positive integers, got {settings.repeat}")
+    if settings.edge_chunk_mib is not None and settings.edge_chunk_mib <= 0:
+        raise ValueError(f"--edge-chunk-mib must be positive (0 on the command line: never chunk), "
+                         f"got {settings.edge_chunk_mib}")
     if settings.interval < 1:
         raise ValueError(f"--interval must be >= 1, got {settings.interval}")
     if not 0 <= settings.t_min < settings.t_max:
