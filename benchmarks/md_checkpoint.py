@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 from ase.io import write
 
-from leignn_plugin.bench.baselines import leignn_kwargs
-from leignn_plugin.bench.md_scaling import MD_MODEL, copper_supercell
+from leignn_plugin.bench.md_scaling import copper_supercell, md_model_kwargs
 from leignn_plugin.models import LEIGNN
 
 
@@ -30,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    config = leignn_kwargs(graph_method="cell_list", **MD_MODEL)
+    config = md_model_kwargs()
     model = LEIGNN(**config)
     torch.save({"config": {"model": {"name": "leignn", **config}}, "state_dict": model.state_dict()},
                args.out / "checkpoint.pt")

@@ -82,12 +82,17 @@ class LeapfrogMD:
         self.batch.pos = self.batch.pos + self.velocities * self.dt
 
 
+def md_model_kwargs(**overrides) -> dict:
+    """LEIGNN's constructor arguments at the paper's MD size, with the cell-list graph."""
+    return leignn_kwargs(graph_method="cell_list", **{**MD_MODEL, **overrides})
+
+
 def md_model(seed: int = 0, chunk_mib: float = 512.0, **overrides) -> LEIGNN:
     """LEIGNN at the paper's MD size with the cell-list graph and edge chunks of about ``chunk_mib``."""
-    settings = {**MD_MODEL, **overrides}
+    kwargs = md_model_kwargs(**overrides)
     torch.manual_seed(seed)
-    model = LEIGNN(**leignn_kwargs(graph_method="cell_list", **settings)).eval()
-    set_edge_chunk_size(model, chunk_size_for(settings["hidden_channels"], chunk_mib))
+    model = LEIGNN(**kwargs).eval()
+    set_edge_chunk_size(model, chunk_size_for(kwargs["hidden_channels"], chunk_mib))
     return model
 
 

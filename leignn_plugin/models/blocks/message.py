@@ -73,18 +73,17 @@ class MessageBlock(nn.Module):
         edge_index: torch.Tensor,
         dx: torch.Tensor,
         dv: torch.Tensor,
+        weight: torch.Tensor,
         buffers: EdgeBuffers | None = None,
-        weight: torch.Tensor | None = None,
     ) -> None:
         """Add the messages of the given edges onto their targets, in place: dx [N, F], dv [N, 3, F].
 
-        ``weight``: :meth:`filter_weight`, when the caller already built it for all its edge pieces.
+        ``weight``: :meth:`filter_weight`, built once by the caller for all its edge pieces.
 
         With autograd on, every per-edge tensor is a new one (the backward pass reads them); without,
         the products are done in place in ``buffers``, reused across layers and edge chunks. Under
         autocast the dtypes of the products vary, so that case also takes the allocating path.
         """
-        weight = self.filter_weight() if weight is None else weight  # [R + 1, 3F]
         if recording(v.device):
             self._add_recorded_edge_sums(node_part, v, radial, unit_vec, edge_index, dx, dv, weight)
         else:
@@ -153,5 +152,5 @@ class MessageBlock(nn.Module):
             weight = self.filter_weight()  # [R + 1, 3F], shared by the pieces
             for part in radial.parts(size, split_bands=record):
                 self.add_edge_sums(node_part, v, radial.rows(part), unit_vec[part], edge_index[:, part],
-                                   dx, dv, buffers, weight)
+                                   dx, dv, weight, buffers)
         return (x + dx) * self.inv_sqrt_2, v + dv * self.inv_sqrt_f
