@@ -9,7 +9,7 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from leignn_plugin.cli import main
+        from leignn_plugin.fairchem1.cli import main
     except ImportError as err:
         print(f"leignn: error: broken install: cannot import {err.name or err} ({err}); run `make install`",
               file=sys.stderr)

@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/md_checkpoint.py --atoms 100000 --out /tmp/leignn_large_md
     .venv/bin/leignn-md run --checkpoint /tmp/leignn_large_md/checkpoint.pt \\
         --structure /tmp/leignn_large_md/cu.extxyz --ensemble nve --steps 1 --interval 1 \\
-        --graph-method cell_list --no-progress --out /tmp/leignn_large_md/run
+        --no-progress --out /tmp/leignn_large_md/run
 
-The checkpoint holds what ``md/checkpoint.py`` reads from a fairchem checkpoint: the model config
+The checkpoint holds what ``fairchem1/checkpoint.py`` reads from a fairchem checkpoint: the model config
 and weights (random: cost does not depend on them).
 """
 
@@ -19,7 +19,7 @@ import torch
 from ase.io import write
 
 from leignn_plugin.bench.md_scaling import copper_supercell, md_model_kwargs
-from leignn_plugin.models import LEIGNN
+from leignn_plugin.fairchem1.models import LEIGNN
 
 
 def main() -> None:

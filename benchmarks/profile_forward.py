@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/profile_forward.py [leignn|painn-512x4] [--train | --compiled]
 
-``--compiled`` profiles LEIGNN's compiled inference path (``inference/compiled.py``) instead of eager mode.
+``--compiled`` profiles LEIGNN's compiled inference path (``leignn_plugin/accel/compiled.py``) instead of eager mode.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from leignn_plugin.accel import compile_for_inference
 from leignn_plugin.bench.baselines import MODEL_SPECS
 from leignn_plugin.bench.batch import oc20_like_batch
 from leignn_plugin.bench.measure import ModelRunner
-from leignn_plugin.inference.compiled import compile_for_inference
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-import leignn_plugin.models.blocks.message as message
+import leignn_plugin.accel.message as message
 from leignn_plugin.bench.baselines import MODEL_SPECS
 from leignn_plugin.bench.batch import oc20_like_batch
 from leignn_plugin.bench.measure import ModelRunner
@@ -36,7 +36,7 @@ def main() -> None:
     runner.train_step()  # warm-up
     for _ in range(args.repeats):  # interleaved, so that drifts of the machine hit every setting
         for bands, cap in settings:
-            model.backbone.radial_bands = bands
+            model.backbone.edge_layout.banded = bands
             message.RECORDED_PIECE_BYTES = cap if cap is not None else 1 << 62
             start = time.perf_counter()
             runner.train_step()

@@ -16,8 +16,12 @@ MODEL_CONFIGS: dict[str, dict] = {
         direct_forces=False, regress_stress=True, rbf="spherical_bessel", envelope="exponential"
     ),
     "conservative-bernstein": dict(direct_forces=False, rbf="bernstein", envelope="polynomial"),
+    # the paper's ablations: Vanilla (PaiNN's update, no virtual node) and Vanilla + NMU
+    "vanilla-conservative-stress": dict(direct_forces=False, regress_stress=True, virtual_node=False,
+                                        node_update="painn"),
+    "vanilla-nmu-direct": dict(direct_forces=True, virtual_node=False, node_update="nmu"),
 }
-# 128 Gaussians are banded (blocks/radial_bands.py), so their filters run window by window. Their
+# 128 Gaussians are banded (accel/bands.py), so their filters run window by window. Their
 # narrow peaks make a random small model too sharp for the suite's float32 and finite-difference
 # tolerances (with and without bands alike): tests/test_radial_bands.py checks these in float64.
 BANDED_CONFIGS: dict[str, dict] = {
@@ -31,13 +35,24 @@ SMALL = dict(hidden_channels=16, num_layers=2, num_rbf=8, cutoff=4.0, max_neighb
 
 def build_model(name: str, dtype: torch.dtype = torch.float64, seed: int = 0, **extra):
     """A small LEIGNN for configuration ``name``, in eval mode and ``dtype``."""
-    from leignn_plugin.models import LEIGNN
+    from leignn_plugin.fairchem1 import LEIGNN
 
     torch.manual_seed(seed)
     model = LEIGNN(**{**SMALL, **{**MODEL_CONFIGS, **BANDED_CONFIGS}[name], **extra}).to(dtype)
     # the energy output layer starts at zero; give it random weights so the checks see a real function
     torch.nn.init.xavier_uniform_(model.energy_head.mlp[-1].weight)
     return model.eval()
+
+
+def use_speed_paths(model, on: bool):
+    """The model with the CPU speed paths (``on``) or the core's plain blocks, whatever the device."""
+    from leignn_plugin.accel import accelerate, restore_plain
+    from leignn_plugin.fairchem1 import LEIGNNBackbone
+
+    for module in model.modules():
+        if isinstance(module, LEIGNNBackbone):
+            module.speed_paths = on
+    return accelerate(model, cpu_paths=True) if on else restore_plain(model)
 
 
 @pytest.fixture(params=sorted(MODEL_CONFIGS))

@@ -63,7 +63,7 @@ class HugeActivations(nn.Module):
 
 def test_model_out_of_memory_is_skipped():
     specs = [ModelSpec("huge", "Huge", f"{__name__}.HugeActivations"),
-             ModelSpec("tiny", "Tiny LEIGNN", "leignn_plugin.models.LEIGNN",
+             ModelSpec("tiny", "Tiny LEIGNN", "leignn_plugin.fairchem1.models.LEIGNN",
                        dict(hidden_channels=8, num_layers=1, num_rbf=4, cutoff=4.0))]
     batch = oc20_like_batch(1, size=(2, 2, 2))
     messages: list[str] = []

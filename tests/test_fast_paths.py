@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import MODEL_CONFIGS, build_model
 
-from leignn_plugin.inference import edge_chunks
-from leignn_plugin.models.blocks import RadialEmbedding
-from leignn_plugin.models.blocks.edge_buffers import EdgeBuffers
-from leignn_plugin.models.blocks.radial import flush_tiny, flush_tiny_
-from leignn_plugin.models.blocks.radial_bands import RadialBands
-from leignn_plugin.models.blocks.recomputed_gathers import RecomputedGathers
+from leignn_plugin.accel import edge_chunks
+from leignn_plugin.accel.bands import RadialBands
+from leignn_plugin.accel.buffers import EdgeBuffers
+from leignn_plugin.accel.radial import FlushedRadialEmbedding as RadialEmbedding
+from leignn_plugin.accel.radial import flush_tiny, flush_tiny_
+from leignn_plugin.accel.recomputed_gathers import RecomputedGathers
 from leignn_plugin.testing.checks import assert_close
 from leignn_plugin.testing.structures import bulk_cell, organic_molecule, slab_with_adsorbate, to_batch
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from leignn_plugin.inference import chunk_size_for, edge_chunks, set_edge_chunk_size
-from leignn_plugin.models import LEIGNN
-from leignn_plugin.models.blocks.message import MessageBlock
+from leignn_plugin.accel import chunk_size_for, edge_chunks, set_edge_chunk_size
+from leignn_plugin.core.message import MessageBlock
+from leignn_plugin.fairchem1 import LEIGNN
 from leignn_plugin.testing.structures import bulk_cell, slab_with_adsorbate, to_batch
 
 

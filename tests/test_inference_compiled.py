@@ -6,10 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from leignn_plugin.inference import compile_for_inference
-from leignn_plugin.inference.compiled import use_dense_sums
-from leignn_plugin.models import LEIGNN
-from leignn_plugin.models.blocks.dense_sums import neighbor_slots
+from leignn_plugin.accel import compile_for_inference, use_dense_sums
+from leignn_plugin.accel.dense_sums import neighbor_slots
+from leignn_plugin.fairchem1 import LEIGNN
 from leignn_plugin.testing.structures import bulk_cell, slab_with_adsorbate, to_batch
 
 

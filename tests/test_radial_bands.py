@@ -1,5 +1,5 @@
-"""Banded radial filters: the windows hold every nonzero feature, and the model computes what the
-plain [E, R + 1] matmul computes, with autograd and without, whole, chunked and over dense tables."""
+"""Banded radial filters: the windows hold every nonzero feature and each band's matmul is the plain
+one (the whole model against the plain blocks: ``test_accel.py``)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ import pytest
 import torch
 from conftest import BANDED_CONFIGS, build_model
 
-from leignn_plugin.inference import edge_chunks
-from leignn_plugin.inference.compiled import use_dense_sums
-from leignn_plugin.models.blocks import RadialEmbedding
-from leignn_plugin.models.blocks.radial_bands import RadialBands, radial_bands
+from leignn_plugin.accel.bands import RadialBands, radial_bands
+from leignn_plugin.accel.radial import FlushedRadialEmbedding as RadialEmbedding
 from leignn_plugin.testing import checks
 from leignn_plugin.testing.checks import assert_close
-from leignn_plugin.testing.structures import bulk_cell, organic_molecule, slab_with_adsorbate, to_batch
+from leignn_plugin.testing.structures import bulk_cell, organic_molecule, slab_with_adsorbate
 
 STRUCTURES = [bulk_cell(), slab_with_adsorbate(), organic_molecule()]
 TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6}
@@ -87,44 +85,6 @@ def test_parts_cover_the_edges_in_order(max_edges, split_bands):
 def test_no_edges():
     bands, order = radial_bands(torch.zeros((0, 129)))
     assert order is None and bands.filter(torch.ones(129, 4)).shape == (0, 4)
-
-
-def _outputs(model, data, grad: bool) -> dict[str, torch.Tensor]:
-    with torch.set_grad_enabled(grad):
-        return {k: t.detach() for k, t in model(data).items()}
-
-
-@pytest.mark.parametrize("name", sorted(BANDED_CONFIGS))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("grad", [True, False])
-@pytest.mark.parametrize("path", ["whole", "chunked", "dense"])
-def test_banded_model_equals_the_plain_matmul(name, dtype, grad, path):
-    model = build_model(name, dtype)
-    data = to_batch(STRUCTURES, dtype)
-    model.backbone.radial_bands = False
-    reference = _outputs(model, data, grad)
-    model.backbone.radial_bands = True
-    if path == "dense":
-        use_dense_sums(model)
-    with edge_chunks(model, 50 if path == "chunked" else None):
-        banded = _outputs(model, data, grad)
-    for key, ref in reference.items():
-        assert_close(banded[key], ref, 10 * TOLERANCE[dtype], key)
-
-
-@pytest.mark.parametrize("name", sorted(BANDED_CONFIGS))
-def test_banded_training_gradients_equal_the_plain_ones(name):
-    """Parameter gradients of an energy + force loss (a double backward for conservative forces)."""
-    model = build_model(name, torch.float64).train()
-    data = to_batch(STRUCTURES, torch.float64)
-    grads = {}
-    for bands in (False, True):
-        model.backbone.radial_bands = bands
-        out = model(data)
-        loss = out["energy"].square().sum() + out["forces"].square().sum()
-        grads[bands] = torch.autograd.grad(loss, list(model.parameters()))
-    for banded, plain in zip(grads[True], grads[False]):
-        assert_close(banded, plain, 1e-10, "parameter gradient")
 
 
 @pytest.mark.parametrize("name", sorted(BANDED_CONFIGS))

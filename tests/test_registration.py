@@ -13,6 +13,14 @@ import leignn_plugin
 from leignn_plugin.testing.structures import bulk_cell, to_batch
 
 DOTTED = {
+    "leignn": "leignn_plugin.fairchem1.models.LEIGNN",
+    "leignn_backbone": "leignn_plugin.fairchem1.models.LEIGNNBackbone",
+    "leignn_energy_head": "leignn_plugin.fairchem1.models.LEIGNNEnergyHead",
+    "leignn_force_head": "leignn_plugin.fairchem1.models.LEIGNNDirectForceHead",
+    "leignn_conservative_head": "leignn_plugin.fairchem1.models.LEIGNNConservativeHead",
+}
+# the dotted paths of the first release, stored in existing configs and checkpoints
+OLD_DOTTED = {
     "leignn": "leignn_plugin.models.leignn.LEIGNN",
     "leignn_backbone": "leignn_plugin.models.backbone.LEIGNNBackbone",
     "leignn_energy_head": "leignn_plugin.models.leignn.LEIGNNEnergyHead",
@@ -27,6 +35,7 @@ def test_short_and_dotted_names_resolve(name):
     cls = leignn_plugin.REGISTERED_MODELS[name]
     assert registry.get_model_class(name) is cls
     assert registry.get_model_class(DOTTED[name]) is cls
+    assert registry.get_model_class(OLD_DOTTED[name]) is cls
 
 
 def test_dotted_name_resolves_without_importing_the_plugin_first():

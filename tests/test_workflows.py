@@ -155,7 +155,7 @@ def test_finetune_into_hydra(chain, tmp_path):
     from fairchem.core.datasets import LmdbDataset
     from fairchem.core.datasets.lmdb_dataset import data_list_collater
 
-    from leignn_plugin.models.hydra_conversion import convert_checkpoint
+    from leignn_plugin.fairchem1.hydra_conversion import convert_checkpoint
 
     source = chain["train"].checkpoint_dir / "checkpoint.pt"
     hydra_ckpt = convert_checkpoint(source, tmp_path / "hydra.pt", use_ema=False)

@@ -50,7 +50,7 @@ def painn_with_flushed_radial(**kwargs) -> nn.Module:
     """
     from fairchem.core.models.painn.painn import PaiNN
 
-    from leignn_plugin.models.blocks.radial import flush_tiny
+    from leignn_plugin.accel.radial import flush_tiny
 
     model = PaiNN(**kwargs)
     model.radial_basis.register_forward_hook(lambda module, args, out: flush_tiny(out))
@@ -89,7 +89,7 @@ _EQUIFORMER_V2_31M = dict(
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("leignn", "LEIGNN 512x4 (c6, n20)", "leignn_plugin.models.LEIGNN", leignn_kwargs(),
+        ModelSpec("leignn", "LEIGNN 512x4 (c6, n20)", "leignn_plugin.fairchem1.models.LEIGNN", leignn_kwargs(),
                   "paper's OC20 size, direct forces"),
         ModelSpec(REFERENCE, "PaiNN 512x4 (c6, n20)", "fairchem.core.models.painn.painn.PaiNN",
                   _PAINN_512X4, "same width, depth, cutoff and neighbours as LEIGNN; unscaled"),

@@ -130,7 +130,7 @@ def _run_md(args: argparse.Namespace) -> str:
     cpu_exponent = fit_exponent(atoms, [p.step_cpu_s for p in points]) if several else None
     mem_exponent = fit_exponent(atoms, peak_gib) if several else None
     title = (f"LEIGNN {args.hidden}x{args.layers} direct-force MD step, fcc Cu, cutoff 5 Å, "
-             f"<= 50 neighbours, cell list, edge chunks of {args.chunk_mib:g} MiB")
+             f"<= 50 neighbours, vesin graph, edge chunks of {args.chunk_mib:g} MiB")
     rows = ["| atoms | edges | step (s) | step CPU (s) | neighbour search (s) | peak RSS (GiB) |",
             "|---|---|---|---|---|---|"]
     rows += [f"| {p.atoms} | {p.edges} | {p.step_s:.3g} | {p.step_cpu_s:.3g} | {p.graph_s:.3g} | "
@@ -154,7 +154,7 @@ def _run_compiled(args: argparse.Namespace) -> str:
     from leignn_plugin.bench.batch import oc20_like_batch
     from leignn_plugin.bench.compiled_speed import run_compiled_speed
     from leignn_plugin.bench.report import write_json
-    from leignn_plugin.models import LEIGNN
+    from leignn_plugin.fairchem1.models import LEIGNN
 
     torch.manual_seed(args.seed)
     model = LEIGNN(**leignn_kwargs(hidden_channels=args.hidden, num_layers=args.layers))

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm import tqdm
 
+from leignn_plugin.accel import compile_for_inference
 from leignn_plugin.bench.measure import measure_call
-from leignn_plugin.inference.compiled import compile_for_inference
-from leignn_plugin.models import LEIGNN
+from leignn_plugin.fairchem1.models import LEIGNN
 
 
 @dataclass

@@ -18,11 +18,11 @@ from ase import Atoms, units
 from ase.build import bulk
 from tqdm import tqdm
 
+from leignn_plugin.accel import chunk_size_for, set_edge_chunk_size
 from leignn_plugin.bench.baselines import leignn_kwargs
 from leignn_plugin.bench.measure import measure_call, resident_mib
-from leignn_plugin.inference.chunked import chunk_size_for, set_edge_chunk_size
-from leignn_plugin.models import LEIGNN
-from leignn_plugin.models.graph.cell_list import cell_list_graph
+from leignn_plugin.fairchem1.models import LEIGNN
+from leignn_plugin.graph import neighbor_graph
 from leignn_plugin.testing.structures import to_batch
 
 # The paper's MD settings: 512 channels, 4 layers, cutoff 5 Å, at most 50 neighbours.
@@ -83,12 +83,12 @@ class LeapfrogMD:
 
 
 def md_model_kwargs(**overrides) -> dict:
-    """LEIGNN's constructor arguments at the paper's MD size, with the cell-list graph."""
-    return leignn_kwargs(graph_method="cell_list", **{**MD_MODEL, **overrides})
+    """LEIGNN's constructor arguments at the paper's MD size, with vesin's linear-scaling graph."""
+    return leignn_kwargs(graph_method="vesin", **{**MD_MODEL, **overrides})
 
 
 def md_model(seed: int = 0, chunk_mib: float = 512.0, **overrides) -> LEIGNN:
-    """LEIGNN at the paper's MD size with the cell-list graph and edge chunks of about ``chunk_mib``."""
+    """LEIGNN at the paper's MD size with vesin's graph and edge chunks of about ``chunk_mib``."""
     kwargs = md_model_kwargs(**overrides)
     torch.manual_seed(seed)
     model = LEIGNN(**kwargs).eval()
@@ -109,8 +109,8 @@ def run_md_scaling(sizes: list[int], steps: int = 1, seed: int = 0, chunk_mib: f
         md = LeapfrogMD(model, atoms, seed=seed)
         batch = md.batch
         start = time.perf_counter()
-        edge_index, _, _ = cell_list_graph(batch.pos, batch.cell, batch.natoms, model.backbone.cutoff,
-                                           model.backbone.max_neighbors, [True, True, True])
+        edge_index = neighbor_graph(batch.pos, batch.cell, batch.pbc, batch.natoms, model.backbone.cutoff,
+                                    model.backbone.max_neighbors, method=model.backbone.graph_method).edge_index
         graph_s = time.perf_counter() - start
         base = resident_mib()
         timings = [measure_call(md.step, batch.pos.device) for _ in range(steps)]

@@ -7,7 +7,7 @@ only where the training config named it), and, being built with ``inference_only
 EMA weights stored in ``checkpoint.pt`` although ``main.py --mode predict`` uses them. This
 calculator loads the same weights, normalizers and element references (``checkpoint.py``), gives the
 numbers ``main.py --mode predict`` gives for the same frames, and keeps a Verlet neighbour list
-(``neighbors.py``) between MD steps.
+(``leignn_plugin.graph.VerletList``) between MD steps.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from fairchem.core.datasets import data_list_collater
 from torch_geometric.data import Data
 
-from leignn_plugin.inference.chunked import chunk_size_for, set_edge_chunk_size
-from leignn_plugin.inference.compiled import compile_for_inference
-from leignn_plugin.md.checkpoint import LoadedPotential, load_potential
-from leignn_plugin.md.neighbors import VerletList
+from leignn_plugin.accel import chunk_size_for, compile_for_inference, set_edge_chunk_size
+from leignn_plugin.fairchem1.checkpoint import LoadedPotential, load_potential
+from leignn_plugin.graph import VerletList
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -59,13 +58,13 @@ class LEIGNNCalculator(Calculator):
         skin: Verlet-list buffer in Å; the graph is rebuilt after an atom moved more than skin/2.
             ``0`` rebuilds at every call.
         use_ema: use the EMA weights when the checkpoint stores them (as ``main.py --mode predict`` does).
-        graph_method: neighbour search for the list builds, ``fairchem`` or ``cell_list`` (linear in
-            atoms; the one to use for large cells); default: the model's own ``graph_method``.
-        compiled: evaluate a torch.compile'd copy of the model (``inference.compile_for_inference``):
+        graph_method: neighbour search for the list builds (``vesin``, linear in atoms, or
+            ``fairchem``, all pairs); default: the model's own ``graph_method``.
+        compiled: evaluate a torch.compile'd copy of the model (``accel.compile_for_inference``):
             faster per step on CPU, equal to 1e-5; the first call compiles (seconds), later sizes
             reuse the dynamic-shape kernels.
         edge_chunk_mib: stream the edges of each message step in chunks whose [chunk, 3F] tensors
-            take about this many MiB (``inference.chunk_size_for``; exact, same sums in the same
+            take about this many MiB (``accel.chunk_size_for``; exact, same sums in the same
             order), which bounds the memory of direct-force MD on large cells. Graphs with fewer
             edges run whole; ``None`` never chunks.
     """
@@ -91,7 +90,7 @@ class LEIGNNCalculator(Calculator):
         if edge_chunk_mib is not None:
             chunk = chunk_size_for(backbone.hidden_channels, edge_chunk_mib, torch.finfo(self.dtype).bits // 8)
             set_edge_chunk_size(self.model, chunk)
-        method = graph_method or getattr(backbone, "graph_method", "fairchem")
+        method = graph_method or backbone.graph_method
         self.neighbors = VerletList(backbone.cutoff, skin, backbone.max_neighbors,
                                     backbone.enforce_max_neighbors_strictly, method)
         properties = ["energy", "free_energy"]

@@ -43,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     run.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     run.add_argument("--skin", type=float, default=1.0, help="Verlet-list skin in Å (0: new graph every step)")
-    run.add_argument("--graph-method", choices=("fairchem", "cell_list"), default=None,
-                     help="neighbour search for the list builds (default: the model's; cell_list for large cells)")
+    run.add_argument("--graph-method", choices=("vesin", "fairchem", "cell_list"), default=None,
+                     help="neighbour search for the list builds (default: the model's; vesin is linear in atoms, cell_list is its old name)")
     run.add_argument("--compile", action="store_true",
                      help="evaluate a torch.compile'd copy of the model (faster steps; the first one compiles)")
     run.add_argument("--edge-chunk-mib", type=float, default=512.0,

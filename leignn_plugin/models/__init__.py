@@ -1,10 +1,14 @@
-"""LEIGNN models registered with fairchem's registry on import."""
+"""Where the registered classes lived before the core/adapter split, kept so that the dotted paths
+stored in existing configs and checkpoints (``leignn_plugin.models.LEIGNN``,
+``leignn_plugin.models.leignn.LEIGNN``, ``leignn_plugin.models.backbone.LEIGNNBackbone``) still
+resolve. New code imports from ``leignn_plugin.fairchem1``.
+"""
 
 from __future__ import annotations
 
-from leignn_plugin.models.backbone import LEIGNNBackbone
-from leignn_plugin.models.leignn import (
+from leignn_plugin.fairchem1.models import (
     LEIGNN,
+    LEIGNNBackbone,
     LEIGNNConservativeHead,
     LEIGNNDirectForceHead,
     LEIGNNEnergyHead,

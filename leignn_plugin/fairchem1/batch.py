@@ -1,0 +1,50 @@
+"""A fairchem batch (torch_geometric ``Batch``/``Data``) as the core's :class:`AtomGraph`."""
+
+from __future__ import annotations
+
+import torch
+
+from leignn_plugin.core.inputs import AtomGraph
+from leignn_plugin.graph import NeighborGraph, neighbor_graph
+
+
+def structure_cells(data, num_graphs: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The cells of a batch as [B, 3, 3]; zeros for data without a cell (molecules)."""
+    cell = getattr(data, "cell", None)
+    if cell is None:
+        return torch.zeros((num_graphs, 3, 3), dtype=dtype, device=device)
+    return cell.view(-1, 3, 3).to(dtype)
+
+
+def structure_pbc(data, num_graphs: int, use_pbc: bool, device: torch.device) -> torch.Tensor:
+    """Per-structure, per-axis periodicity [B, 3] (from ``data.pbc``, all True when absent)."""
+    if not use_pbc:
+        return torch.zeros((num_graphs, 3), dtype=torch.bool, device=device)
+    pbc = getattr(data, "pbc", None)
+    if pbc is None:
+        return torch.ones((num_graphs, 3), dtype=torch.bool, device=device)
+    return torch.as_tensor(pbc, device=device).bool().view(-1, 3).expand(num_graphs, 3)
+
+
+def atom_graph(data, cutoff: float, max_neighbors: int, use_pbc: bool, otf_graph: bool, strict: bool,
+               method: str) -> AtomGraph:
+    """The core's input for a fairchem batch: its edges searched on the fly (``otf_graph``) or read
+    from ``edge_index``/``cell_offsets`` as stored in the data (``otf_graph: false``)."""
+    pos = data.pos  # [N, 3]
+    natoms = data.natoms.view(-1)  # [B]
+    num_graphs = natoms.numel()
+    batch = getattr(data, "batch", None)
+    if batch is None:
+        batch = torch.repeat_interleave(torch.arange(num_graphs, device=pos.device), natoms)  # [N]
+    cell = structure_cells(data, num_graphs, pos.dtype, pos.device)  # [B, 3, 3]
+    pbc = structure_pbc(data, num_graphs, use_pbc, pos.device)  # [B, 3]
+    stored = getattr(data, "edge_index", None)
+    if not otf_graph and stored is not None:
+        offsets = getattr(data, "cell_offsets", None) if use_pbc else None
+        if offsets is None:
+            offsets = torch.zeros((stored.shape[1], 3), dtype=pos.dtype, device=pos.device)
+        graph = NeighborGraph(edge_index=stored.long(), cell_offsets=offsets)
+    else:
+        graph = neighbor_graph(pos, cell, pbc, natoms, cutoff, max_neighbors, strict, method)
+    return AtomGraph(numbers=data.atomic_numbers.long(), pos=pos, cell=cell, pbc=pbc, batch=batch,
+                     edge_index=graph.edge_index, cell_offsets=graph.cell_offsets)

@@ -1,0 +1,29 @@
+"""Neighbour search, in one place: used by the model adapters, the MD calculator and the benchmarks.
+
+``neighbor_graph`` (a batch), ``VerletList`` (MD, with a skin), ``max_neighbors_mask`` (fairchem's
+cap on neighbours). Plain torch and vesin; hosts may register further methods (``register_search``).
+"""
+
+from __future__ import annotations
+
+from leignn_plugin.graph.max_neighbors import max_neighbors_mask
+from leignn_plugin.graph.search import (
+    check_method,
+    graph_methods,
+    neighbor_graph,
+    register_search,
+    select_edges,
+)
+from leignn_plugin.graph.types import NeighborGraph
+from leignn_plugin.graph.verlet import VerletList
+
+__all__ = [
+    "NeighborGraph",
+    "VerletList",
+    "check_method",
+    "graph_methods",
+    "max_neighbors_mask",
+    "neighbor_graph",
+    "register_search",
+    "select_edges",
+]

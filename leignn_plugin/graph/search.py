@@ -1,0 +1,109 @@
+"""Neighbour search for a batch of structures: the one entry point of the model, the calculator and
+the benchmarks.
+
+``neighbor_graph`` finds every pair within the cutoff with a search method, then keeps the edges
+within the cutoff that are not coincident atoms, capped by fairchem's ``max_neighbors`` rule
+(``select_edges``, also used by the Verlet list between rebuilds). Methods: ``vesin`` (the default,
+linear in atoms) and whatever a host registers (the fairchem adapter registers fairchem's
+``radius_graph_pbc`` as ``fairchem``, the reference the tests compare against). ``cell_list``, the
+name of the hand-written cell list that vesin replaced, is kept as an alias so old configs load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from leignn_plugin.graph.max_neighbors import max_neighbors_mask
+from leignn_plugin.graph.types import NeighborGraph
+from leignn_plugin.graph.vesin_search import structure_pairs
+
+MIN_DISTANCE_SQ = 1e-4  # pairs closer than 0.01 Å are an atom with itself (fairchem drops them too)
+
+# search(pos [N, 3], cell [B, 3, 3], pbc [B, 3] bool, natoms [B], cutoff) -> (edge_index [2, E], offsets [E, 3])
+BatchSearch = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float],
+                       tuple[torch.Tensor, torch.Tensor]]
+
+
+def vesin_batch(pos: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, natoms: torch.Tensor, cutoff: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """vesin, one structure at a time (each with its own periodicity)."""
+    edges, offsets, first = [], [], 0
+    for s, count in enumerate(natoms.tolist()):
+        i, j, shifts = structure_pairs(pos[first:first + count], cell[s], pbc[s].tolist(), cutoff)
+        edges.append(torch.stack([j, i]) + first)
+        offsets.append(shifts)
+        first += count
+    if not edges:
+        return torch.zeros((2, 0), dtype=torch.long, device=pos.device), torch.zeros((0, 3), dtype=torch.long,
+                                                                                     device=pos.device)
+    return torch.cat(edges, dim=1), torch.cat(offsets)
+
+
+SEARCH_METHODS: dict[str, BatchSearch] = {"vesin": vesin_batch}
+ALIASES = {"cell_list": "vesin"}
+
+
+def register_search(name: str, search: BatchSearch) -> None:
+    """Make ``search`` available as ``graph_method: name``."""
+    SEARCH_METHODS[name] = search
+
+
+def graph_methods() -> tuple[str, ...]:
+    """The names ``graph_method`` accepts here."""
+    return (*SEARCH_METHODS, *ALIASES)
+
+
+def check_method(method: str) -> str:
+    """The search registered as ``method`` (aliases resolved), or one line listing the known ones."""
+    resolved = ALIASES.get(method, method)
+    if resolved not in SEARCH_METHODS:
+        raise ValueError(f"unknown graph_method '{method}': choose one of {', '.join(graph_methods())}")
+    return resolved
+
+
+def edge_dist_sq(pos: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, edge_index: torch.Tensor,
+                 offsets: torch.Tensor) -> torch.Tensor:
+    """Squared edge lengths [E] in float64 (what the cutoff and the neighbour cap compare)."""
+    pos, cell = pos.detach().double(), cell.detach().double()
+    j, i = edge_index[0], edge_index[1]
+    vec = pos[i] - pos[j] - torch.einsum("ek,ekl->el", offsets.double(), cell[batch[i]])  # [E, 3]
+    return torch.sum(vec * vec, dim=-1)  # [E]
+
+
+def select_edges(edge_index: torch.Tensor, offsets: torch.Tensor, pos: torch.Tensor, cell: torch.Tensor,
+                 batch: torch.Tensor, cutoff: float, max_neighbors: int, strict: bool) -> NeighborGraph:
+    """The candidate edges within ``cutoff`` now, without coincident atoms, capped at ``max_neighbors``."""
+    dist_sq = edge_dist_sq(pos, cell, batch, edge_index, offsets)  # [E]
+    keep = (dist_sq <= cutoff * cutoff) & (dist_sq > MIN_DISTANCE_SQ)
+    if not bool(keep.all()):
+        edge_index, offsets, dist_sq = edge_index[:, keep], offsets[keep], dist_sq[keep]
+    cap = max_neighbors_mask(edge_index[1], dist_sq, pos.shape[0], max_neighbors, strict)
+    if not bool(cap.all()):
+        edge_index, offsets = edge_index[:, cap], offsets[cap]
+    return NeighborGraph(edge_index=edge_index, cell_offsets=offsets)
+
+
+def neighbor_graph(
+    pos: torch.Tensor,
+    cell: torch.Tensor,
+    pbc: torch.Tensor,
+    natoms: torch.Tensor,
+    cutoff: float,
+    max_neighbors: int = 0,
+    strict: bool = False,
+    method: str = "vesin",
+) -> NeighborGraph:
+    """Edges within ``cutoff`` of a batch: at most ``max_neighbors`` per atom (<= 0: no cap) by
+    fairchem's tie rule, ``strict`` cutting ties arbitrarily.
+
+    pos [N, 3] as given (not necessarily wrapped), cell [B, 3, 3], pbc [B, 3] (bool), natoms [B].
+    """
+    search = SEARCH_METHODS[check_method(method)]
+    natoms = natoms.view(-1).long()
+    cell = cell.detach().view(-1, 3, 3)
+    pbc = pbc.view(-1, 3).bool()
+    edge_index, offsets = search(pos.detach(), cell, pbc, natoms, float(cutoff))
+    batch = torch.repeat_interleave(torch.arange(natoms.numel(), device=pos.device), natoms)  # [N]
+    return select_edges(edge_index, offsets.long(), pos, cell, batch, float(cutoff), max_neighbors, strict)

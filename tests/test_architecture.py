@@ -1,0 +1,125 @@
+"""The layout's promises: the core, graph and speed paths run without fairchem; layers import only
+downwards (core <- accel, graph <- hosts); no module imports another in a circle; the message
+equation is written once."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "leignn_plugin"
+
+# what each layer may import from the project (besides itself) and from fairchem
+ALLOWED = {
+    "core": set(),
+    "graph": set(),
+    "accel": {"core"},
+}
+HOST_MODULES = ("fairchem", "torch_geometric", "torch_scatter", "torch_sparse")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, modules: frozenset[str] = frozenset()) -> set[str]:
+    """Every module ``path`` imports, at module level or inside functions (``from pkg import mod``
+    counts as importing ``pkg.mod`` when that is one of ``modules``, else as importing ``pkg``)."""
+    found = set()
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join([*package.split(".")[:len(package.split(".")) - node.level + 1], base]).strip(".")
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    return found
+
+
+def project_graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        graph[name] = {m for m in imports_of(path, frozenset(modules)) if m in modules and m != name}
+    return graph
+
+
+def test_layers_import_only_what_they_may():
+    for path in PACKAGE.rglob("*.py"):
+        layer = path.relative_to(PACKAGE).parts[0]
+        if layer not in ALLOWED:
+            continue
+        for imported in imports_of(path):
+            top = imported.split(".")[0]
+            assert top not in HOST_MODULES, f"{path.relative_to(PACKAGE)} imports {imported}"
+            if imported.startswith("leignn_plugin."):
+                other = imported.split(".")[1]
+                assert other == layer or other in ALLOWED[layer], f"{path.relative_to(PACKAGE)} imports {imported}"
+
+
+def test_no_import_cycles():
+    graph = project_graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = [*stack[stack.index(nxt):], nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+
+
+def test_message_equation_is_written_once():
+    """Only core/message.py multiplies the filter by phi(x_j) and forms a v_j + b n; the speed paths call it."""
+    writers = []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if "def filter_products" in text or "def vector_messages" in text or "addcmul" in text:
+            writers.append(str(path.relative_to(PACKAGE)))
+    assert writers == ["core/message.py"]
+
+
+FAIRCHEM_ABSENT = """
+import sys
+for name in ("fairchem", "torch_geometric", "torch_scatter", "torch_sparse"):
+    sys.modules[name] = None  # any import of them now fails
+import torch
+import leignn_plugin
+from leignn_plugin.accel import accelerate
+from leignn_plugin.core import AtomGraph, LEIGNNPotential
+from leignn_plugin.graph import neighbor_graph
+assert leignn_plugin.HOST_FAIRCHEM is None
+pos = torch.tensor([[0.0, 0.0, 0.0], [1.1, 0.0, 0.0], [0.0, 1.2, 0.3]], dtype=torch.float64)
+cell, pbc, natoms = torch.zeros(1, 3, 3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.bool), torch.tensor([3])
+graph = neighbor_graph(pos, cell, pbc, natoms, cutoff=4.0, max_neighbors=20)
+inputs = AtomGraph(numbers=torch.tensor([8, 1, 1]), pos=pos, cell=cell, pbc=pbc, batch=torch.zeros(3, dtype=torch.long),
+                   edge_index=graph.edge_index, cell_offsets=graph.cell_offsets)
+model = LEIGNNPotential(hidden_channels=8, num_layers=2, num_rbf=8, cutoff=4.0, direct_forces=False).double()
+plain = model(inputs)
+fast = accelerate(model)(inputs)
+assert torch.allclose(plain["forces"], fast["forces"], atol=1e-12)
+assert not any(m.split(".")[0] in ("fairchem", "torch_geometric") for m in sys.modules if sys.modules[m] is not None)
+print("ok", graph.num_edges)
+"""
+
+
+def test_core_graph_and_accel_run_without_fairchem():
+    done = subprocess.run([sys.executable, "-c", FAIRCHEM_ABSENT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ok 6")
