@@ -3,6 +3,9 @@ submission -> run-relaxations, plus resuming a run and fine-tuning into fairchem
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -155,10 +158,12 @@ def test_finetune_into_hydra(chain, tmp_path):
     from fairchem.core.datasets import LmdbDataset
     from fairchem.core.datasets.lmdb_dataset import data_list_collater
 
-    from leignn_plugin.fairchem1.hydra_conversion import convert_checkpoint
-
     source = chain["train"].checkpoint_dir / "checkpoint.pt"
-    hydra_ckpt = convert_checkpoint(source, tmp_path / "hydra.pt", use_ema=False)
+    hydra_ckpt = tmp_path / "hydra.pt"
+    # the README's command
+    done = subprocess.run([sys.executable, "-m", "leignn_plugin.fairchem1.hydra_conversion", str(source),
+                           str(hydra_ckpt), "--raw-weights"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"hydra checkpoint written to {hydra_ckpt}", done.stderr
     hydra = load_model_and_weights_from_checkpoint(str(hydra_ckpt)).eval()
     single_ckpt = torch.load(source, map_location="cpu", weights_only=False)
     options = {k: v for k, v in single_ckpt["config"]["model"].items() if k != "name"}

@@ -1,6 +1,6 @@
 """MD step time and peak memory against system size (periodic fcc Cu supercells).
 
-Each step is a full leapfrog step of direct-force MD: the cell-list neighbour search, the
+Each step is a full leapfrog step of direct-force MD: the neighbour search (vesin), the
 edge-chunked LEIGNN forward pass under ``torch.no_grad`` and the integrator update. The smallest size
 is run once untimed first, so one-time costs do not land on any size. Peak memory is
 the process's resident-set high-water mark during the step (reset per size where Linux allows).

@@ -134,8 +134,9 @@ class LEIGNNRepresentation(nn.Module):
                 pos_used, cell_used = apply_strain(pos, cell, batch, displacement)
 
         geom = edge_geometry(pos_used, cell_used, batch, graph.edge_index, graph.cell_offsets)
-        radial = self.radial(geom.distance)  # [E, R + 1]
-        edges = self.edge_layout(geom.edge_index, geom.unit_vec, radial)
+        # the radial features [E, R + 1] go straight into the layout, which may replace them (no
+        # reference kept here: on 100,000 atoms they take 2 GB)
+        edges = self.edge_layout(geom.edge_index, geom.unit_vec, self.radial(geom.distance))
 
         f = self.hidden_channels
         x = self.atom_embedding(z - 1).to(pos.dtype)  # [N, F]

@@ -24,6 +24,8 @@ def _one_pattern(pos: torch.Tensor, cell: torch.Tensor, pbc: list[bool], natoms:
 
 
 def fairchem_batch(pos: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, natoms: torch.Tensor, cutoff: float
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """All pairs within ``cutoff`` by fairchem's search, per periodicity pattern, unwrapped offsets."""
-    return per_periodicity(_one_pattern, pos.float(), cell.float(), pbc, natoms, cutoff)
+                   ) -> tuple[torch.Tensor, torch.Tensor, None]:
+    """All pairs within ``cutoff`` by fairchem's search, per periodicity pattern, unwrapped offsets
+    (their lengths are left to ``graph.search``)."""
+    edge_index, offsets = per_periodicity(_one_pattern, pos.float(), cell.float(), pbc, natoms, cutoff)
+    return edge_index, offsets, None

@@ -21,24 +21,26 @@ from leignn_plugin.graph.vesin_search import structure_pairs
 
 MIN_DISTANCE_SQ = 1e-4  # pairs closer than 0.01 Å are an atom with itself (fairchem drops them too)
 
-# search(pos [N, 3], cell [B, 3, 3], pbc [B, 3] bool, natoms [B], cutoff) -> (edge_index [2, E], offsets [E, 3])
+# search(pos [N, 3], cell [B, 3, 3], pbc [B, 3] bool, natoms [B], cutoff)
+#   -> (edge_index [2, E], offsets [E, 3], squared lengths [E] in float64, or None to have them computed)
 BatchSearch = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float],
-                       tuple[torch.Tensor, torch.Tensor]]
+                       tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
 
 
 def vesin_batch(pos: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, natoms: torch.Tensor, cutoff: float
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """vesin, one structure at a time (each with its own periodicity)."""
-    edges, offsets, first = [], [], 0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """vesin, one structure at a time (each with its own periodicity); edges sorted by target."""
+    edges, offsets, dist_sq, first = [], [], [], 0
     for s, count in enumerate(natoms.tolist()):
-        i, j, shifts = structure_pairs(pos[first:first + count], cell[s], pbc[s].tolist(), cutoff)
+        i, j, shifts, d2 = structure_pairs(pos[first:first + count], cell[s], pbc[s].tolist(), cutoff)
         edges.append(torch.stack([j, i]) + first)
         offsets.append(shifts)
+        dist_sq.append(d2)
         first += count
     if not edges:
-        return torch.zeros((2, 0), dtype=torch.long, device=pos.device), torch.zeros((0, 3), dtype=torch.long,
-                                                                                     device=pos.device)
-    return torch.cat(edges, dim=1), torch.cat(offsets)
+        return (torch.zeros((2, 0), dtype=torch.long, device=pos.device),
+                torch.zeros((0, 3), dtype=torch.long, device=pos.device), pos.new_zeros(0, dtype=torch.float64))
+    return torch.cat(edges, dim=1), torch.cat(offsets), torch.cat(dist_sq)
 
 
 SEARCH_METHODS: dict[str, BatchSearch] = {"vesin": vesin_batch}
@@ -68,14 +70,21 @@ def edge_dist_sq(pos: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, edg
     """Squared edge lengths [E] in float64 (what the cutoff and the neighbour cap compare)."""
     pos, cell = pos.detach().double(), cell.detach().double()
     j, i = edge_index[0], edge_index[1]
-    vec = pos[i] - pos[j] - torch.einsum("ek,ekl->el", offsets.double(), cell[batch[i]])  # [E, 3]
+    if cell.shape[0] == 1:  # one structure (MD): one matmul instead of a [E, 3, 3] gather of cells
+        shift = offsets.double() @ cell[0]  # [E, 3]
+    else:
+        shift = torch.einsum("ek,ekl->el", offsets.double(), cell[batch[i]])  # [E, 3]
+    vec = pos[i] - pos[j] - shift  # [E, 3]
     return torch.sum(vec * vec, dim=-1)  # [E]
 
 
 def select_edges(edge_index: torch.Tensor, offsets: torch.Tensor, pos: torch.Tensor, cell: torch.Tensor,
-                 batch: torch.Tensor, cutoff: float, max_neighbors: int, strict: bool) -> NeighborGraph:
-    """The candidate edges within ``cutoff`` now, without coincident atoms, capped at ``max_neighbors``."""
-    dist_sq = edge_dist_sq(pos, cell, batch, edge_index, offsets)  # [E]
+                 batch: torch.Tensor, cutoff: float, max_neighbors: int, strict: bool,
+                 dist_sq: torch.Tensor | None = None) -> NeighborGraph:
+    """The candidate edges within ``cutoff`` now, without coincident atoms, capped at ``max_neighbors``
+    (``dist_sq``: their squared lengths when the search already has them)."""
+    if dist_sq is None:
+        dist_sq = edge_dist_sq(pos, cell, batch, edge_index, offsets)  # [E]
     keep = (dist_sq <= cutoff * cutoff) & (dist_sq > MIN_DISTANCE_SQ)
     if not bool(keep.all()):
         edge_index, offsets, dist_sq = edge_index[:, keep], offsets[keep], dist_sq[keep]
@@ -104,6 +113,7 @@ def neighbor_graph(
     natoms = natoms.view(-1).long()
     cell = cell.detach().view(-1, 3, 3)
     pbc = pbc.view(-1, 3).bool()
-    edge_index, offsets = search(pos.detach(), cell, pbc, natoms, float(cutoff))
+    edge_index, offsets, dist_sq = search(pos.detach(), cell, pbc, natoms, float(cutoff))
     batch = torch.repeat_interleave(torch.arange(natoms.numel(), device=pos.device), natoms)  # [N]
-    return select_edges(edge_index, offsets.long(), pos, cell, batch, float(cutoff), max_neighbors, strict)
+    return select_edges(edge_index, offsets.long(), pos, cell, batch, float(cutoff), max_neighbors, strict,
+                        dist_sq)

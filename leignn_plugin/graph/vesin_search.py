@@ -12,15 +12,28 @@ import numpy as np
 import torch
 import vesin
 
-# Below this many atoms the search runs on one thread: its pairs then come out in the same order
-# every time, so float sums over edges repeat bit for bit (predictions, tests). Larger structures
-# use vesin's thread pool, which is about 2.5x faster on 2 cores at 100,000 atoms.
-SINGLE_THREAD_ATOMS = 20_000
+
+def _canonical_order(i: torch.Tensor, j: torch.Tensor, shifts: torch.Tensor, num_atoms: int) -> torch.Tensor:
+    """The permutation that sorts pairs by target i, then source j, then image.
+
+    vesin's thread pool may emit the pairs of one structure in any order; sorted, the edges (and so
+    every float sum over them) repeat exactly from run to run, and edges with the same target are
+    adjacent, which keeps the message scatter cache-friendly on large systems (measured on
+    97,556 Cu atoms, ``leignn-bench md``: the forward pass in vesin's own order was 19% slower).
+    """
+    span = int(shifts.abs().max()) + 1 if shifts.numel() else 1
+    side = 2 * span + 1
+    key = i * num_atoms + j  # [P]
+    if num_atoms * num_atoms * side**3 < 2**62:
+        code = ((shifts[:, 0] + span) * side + shifts[:, 1] + span) * side + shifts[:, 2] + span  # [P]
+        key = key * side**3 + code
+    return torch.sort(key, stable=True).indices  # radix sort: 0.1 s for 4.2M pairs on 2 cores
 
 
 def structure_pairs(pos: torch.Tensor, cell: torch.Tensor, pbc: list[bool], cutoff: float
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pairs within ``cutoff`` of one structure: (target i [P], source j [P], offsets [P, 3]), long.
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pairs within ``cutoff`` of one structure, sorted by target: (target i [P], source j [P],
+    offsets [P, 3], squared distances [P] in float64).
 
     pos [n, 3], cell [3, 3] (rows are lattice vectors; ignored along non-periodic axes). The image
     of j is at pos_j + offsets @ cell. Both directions of every pair are listed.
@@ -29,11 +42,13 @@ def structure_pairs(pos: torch.Tensor, cell: torch.Tensor, pbc: list[bool], cuto
     device = pos.device
     if n == 0:
         empty = torch.zeros(0, dtype=torch.long, device=device)
-        return empty, empty, torch.zeros((0, 3), dtype=torch.long, device=device)
-    threads = 1 if n < SINGLE_THREAD_ATOMS else 0
-    search = vesin.NeighborList(cutoff=float(cutoff), full_list=True, n_threads=threads)
+        return empty, empty, torch.zeros((0, 3), dtype=torch.long, device=device), torch.zeros(0, device=device)
+    search = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
     points = pos.detach().to("cpu", torch.float64).numpy()
     box = cell.detach().to("cpu", torch.float64).numpy()
-    i, j, shifts = search.compute(points, box, [bool(p) for p in pbc], "ijS")
-    return (torch.from_numpy(i.astype(np.int64)).to(device), torch.from_numpy(j.astype(np.int64)).to(device),
-            torch.from_numpy(shifts.astype(np.int64)).to(device))
+    i, j, shifts, distances = search.compute(points, box, [bool(p) for p in pbc], "ijSd", copy=False)
+    i, j = torch.from_numpy(i.astype(np.int64)), torch.from_numpy(j.astype(np.int64))  # [P]
+    shifts, distances = torch.from_numpy(shifts.astype(np.int64)), torch.from_numpy(distances.copy())
+    order = _canonical_order(i, j, shifts, n)
+    return (i[order].to(device), j[order].to(device), shifts[order].to(device),
+            distances[order].square().to(device))
