@@ -189,3 +189,19 @@ def test_finetune_into_hydra(chain, tmp_path):
                    echo=False)
     tuned = torch.load(run.checkpoint_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert tuned["config"]["model"]["name"] == "hydra" and tuned["step"] > 0
+
+
+@pytest.mark.slow
+def test_demo_runs_twice_in_one_folder(demo_data, tmp_path):
+    """``make demo`` again in the same place does the whole job again: fresh training, predictions and
+    relaxations (fairchem skips systems whose trajectories exist, so a reused folder relaxed nothing)."""
+    import shutil
+
+    from leignn_plugin.workflows.demo import run_demo
+
+    shutil.copytree(demo_data, tmp_path / "data")
+    first = run_demo(tmp_path, size="small", epochs=1)
+    second = run_demo(tmp_path, size="small", epochs=1)
+    assert second["relaxations"] == first["relaxations"] > 0
+    assert second["checkpoint"] != first["checkpoint"] and second["predictions"] != first["predictions"]
+    assert sorted(p.name for p in (tmp_path / "runs").glob("relaxations*")) == ["relaxations", "relaxations-2"]

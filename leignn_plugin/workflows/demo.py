@@ -22,7 +22,7 @@ from leignn_plugin.workflows.evaluation import (
     training_curve,
     write_json,
 )
-from leignn_plugin.workflows.fairchem_runs import REPO_ROOT, run_main
+from leignn_plugin.workflows.fairchem_runs import REPO_ROOT, fresh_folder, run_main
 
 S2EF_CONFIG = REPO_ROOT / "configs/demo/leignn_s2ef.yml"
 RELAX_CONFIG = REPO_ROOT / "configs/demo/leignn_relax.yml"
@@ -64,7 +64,9 @@ def run_demo(out: Path, size: str = "default", epochs: int | None = None) -> dic
     predictions = predict.results_dir / "s2ef_predictions.npz"
     test_scores = score_predictions(predictions, data / "oc20_s2ef" / "test")
 
-    traj_dir = runs / "relaxations"
+    # a folder of this run's own: fairchem skips every system whose trajectory file already exists,
+    # so a second demo in the same place would relax nothing (and crash gathering no results)
+    traj_dir = fresh_folder(runs, "relaxations")
     relax = run_main("run-relaxations", RELAX_CONFIG, runs, "demo-relax",
                      [*overrides, f"--task.relax_opt.traj_dir={traj_dir}"],
                      checkpoint=checkpoint)

@@ -42,6 +42,15 @@ class RunOutputs:
         return self._one("logs/tensorboard")
 
 
+def fresh_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``name-2``, ``name-3``, ...: the first that does not exist yet."""
+    candidate, n = parent / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{name}-{n}"
+    return candidate
+
+
 def run_main(mode: str, config: Path, run_dir: Path, identifier: str, overrides: list[str],
              checkpoint: Path | None = None, extra: list[str] | None = None, echo: bool = True) -> RunOutputs:
     """``python main.py --mode MODE --config-yml CONFIG --cpu ...``; raises with the log tail on failure."""
