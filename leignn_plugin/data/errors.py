@@ -6,6 +6,8 @@ single-line message naming the file and frame, so the CLI can print it without a
 
 from __future__ import annotations
 
+from leignn_plugin.errors import UsageError
 
-class DataError(Exception):
+
+class DataError(UsageError):
     """Bad input or an impossible request; the message is one line meant for the user."""
