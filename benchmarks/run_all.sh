@@ -20,4 +20,4 @@ done
 LARGE=${LARGE_MD_DIR:-/tmp/leignn_large_md}
 .venv/bin/python benchmarks/md_checkpoint.py --atoms 100000 --out "$LARGE"
 .venv/bin/leignn-md run --checkpoint "$LARGE/checkpoint.pt" --structure "$LARGE/cu.extxyz" --ensemble nve \
-  --steps 1 --interval 1 --no-progress --out "$LARGE/run"
+  --steps 1 --interval 1 --no-progress --out "$LARGE/run" --overwrite

@@ -51,7 +51,9 @@ def run_command(
     (``leignn-data inspect ... | head``) ends the command quietly, as Unix tools do.
     """
     try:
-        return body()
+        status = body()
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+        return status
     except (UsageError, *errors) as err:
         return error(prog, err)
     except KeyboardInterrupt:

@@ -134,6 +134,21 @@ def local_config(data: dict[str, Path], run_dir: Path, batch_size: int) -> Path:
                         training_config(data, batch_size, max_epochs=2, eval_every=2, checkpoint_every=4))
 
 
+def assert_same_training_state(steps: int, resumed: dict, reference: dict) -> None:
+    """Step, weights, EMA, optimizer moments and scheduler position of two checkpoints agree."""
+    assert resumed["step"] == reference["step"] == steps
+    for name, value in reference["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][name], value, rtol=1e-6, atol=1e-7)
+    for got, want in zip(resumed["ema"]["shadow_params"], reference["ema"]["shadow_params"], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    for key, state in reference["optimizer"]["state"].items():
+        for slot in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+            torch.testing.assert_close(resumed["optimizer"]["state"][key][slot], state[slot], rtol=1e-6, atol=1e-9)
+    assert resumed["scheduler"]["last_epoch"] == reference["scheduler"]["last_epoch"]
+    assert resumed["optimizer"]["param_groups"][0]["lr"] == pytest.approx(
+        reference["optimizer"]["param_groups"][0]["lr"], rel=1e-12)
+
+
 @pytest.fixture(scope="module")
 def one_rank_run(slab_data, tmp_path_factory) -> Path:
     """The reference: 8 uninterrupted steps on one rank with batch 4."""

@@ -22,6 +22,7 @@ import torch
 from slurm_cluster import PARTITION, SlurmCluster, slurm_cluster  # noqa: F401  (session fixture)
 from test_distributed import (
     REPO,
+    assert_same_training_state,
     checkpoint_of,
     main_py,
     scalars,
@@ -113,21 +114,6 @@ def reference_run(slurm_cluster, slurm_config, tmp_path_factory) -> SlurmRun:  #
     return run
 
 
-def assert_same_training_state(resumed: dict, reference: dict) -> None:
-    """Step, weights, EMA, optimizer moments and scheduler position of two checkpoints agree."""
-    assert resumed["step"] == reference["step"] == STEPS
-    for name, value in reference["state_dict"].items():
-        torch.testing.assert_close(resumed["state_dict"][name], value, rtol=1e-6, atol=1e-7)
-    for got, want in zip(resumed["ema"]["shadow_params"], reference["ema"]["shadow_params"], strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
-    for key, state in reference["optimizer"]["state"].items():
-        for slot in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
-            torch.testing.assert_close(resumed["optimizer"]["state"][key][slot], state[slot], rtol=1e-6, atol=1e-9)
-    assert resumed["scheduler"]["last_epoch"] == reference["scheduler"]["last_epoch"]
-    assert resumed["optimizer"]["param_groups"][0]["lr"] == pytest.approx(
-        reference["optimizer"]["param_groups"][0]["lr"], rel=1e-12)
-
-
 def assert_lr_continuous(run: SlurmRun, reference: SlurmRun) -> None:
     """Every step 1..STEPS was logged, with the learning rate of the uninterrupted run."""
     got = scalars(run.run_dir, run.timestamp_id, "train/lr")
@@ -174,7 +160,7 @@ def test_preemption_signal_checkpoints_requeues_and_resumes(reference_run, slurm
     assert f"Requeued job {run.job_id}" in log
     assert log.count("rank 0/2 on node1 ") == 2 and "Loading checkpoint from" in log
     assert f"rank 1/2 finished training at step {STEPS}" in run.log(1)
-    assert_same_training_state(checkpoint_of(run.run_dir, "preempted"),
+    assert_same_training_state(STEPS, checkpoint_of(run.run_dir, "preempted"),
                                checkpoint_of(reference_run.run_dir, "reference"))
     assert_lr_continuous(run, reference_run)
 
@@ -194,7 +180,7 @@ def test_sbatch_cpu_template_preempted_and_resumed(reference_run, slurm_cluster,
     assert saved and 20 <= int(saved.group(1)) < STEPS, log[-4000:]
     assert f"requeued SLURM job {run.job_id}" in log
     assert f"rank 1/2 finished training at step {STEPS}" in log
-    assert_same_training_state(checkpoint_of(run.run_dir, "sbatch"),
+    assert_same_training_state(STEPS, checkpoint_of(run.run_dir, "sbatch"),
                                checkpoint_of(reference_run.run_dir, "reference"))
     assert_lr_continuous(run, reference_run)
 
@@ -211,7 +197,7 @@ def test_requeue_by_slurm_checkpoints_and_resumes(reference_run, slurm_cluster, 
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", f"{info}\n{log[-4000:]}"
     saved = re.search(r"terminated: saved the training state after step (\d+)", log)
     assert saved and 20 <= int(saved.group(1)) < STEPS, log[-4000:]
-    assert_same_training_state(checkpoint_of(run.run_dir, "requeued"),
+    assert_same_training_state(STEPS, checkpoint_of(run.run_dir, "requeued"),
                                checkpoint_of(reference_run.run_dir, "reference"))
     assert_lr_continuous(run, reference_run)
 

@@ -185,7 +185,7 @@ def test_verlet_list_equals_a_fresh_search():
 
 
 def test_unknown_method_is_one_line():
-    with pytest.raises(ValueError, match="unknown graph_method 'kd_tree': choose one of vesin, fairchem, cell_list"):
+    with pytest.raises(ValueError, match="graph_method must be one of vesin, fairchem, cell_list, got 'kd_tree'"):
         LEIGNN(hidden_channels=16, num_layers=1, num_rbf=8, graph_method="kd_tree")
 
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from leignn_plugin.core.heads import DirectForceHead, EnergyHead, energy_forces_stress
 from leignn_plugin.core.inputs import AtomGraph
+from leignn_plugin.core.options import check_known
 from leignn_plugin.core.representation import LEIGNNRepresentation
 
 
@@ -22,6 +23,7 @@ class LEIGNNPotential(nn.Module):
     representation_class: type[LEIGNNRepresentation] = LEIGNNRepresentation
 
     def __init__(self, **options) -> None:
+        check_known(options, self.representation_class.option_rules())
         super().__init__()
         self.backbone = self.representation_class(**options)
         f = self.backbone.hidden_channels

@@ -16,8 +16,8 @@ from leignn_plugin.core.edges import EdgeLayout
 from leignn_plugin.core.geometry import apply_strain, edge_geometry
 from leignn_plugin.core.inputs import AtomGraph
 from leignn_plugin.core.interaction import InteractionLayer
+from leignn_plugin.core.options import REPRESENTATION_OPTIONS, Rule, check_options
 from leignn_plugin.core.radial import RadialEmbedding
-from leignn_plugin.core.update import NODE_UPDATES
 
 
 class LEIGNNRepresentation(nn.Module):
@@ -62,13 +62,9 @@ class LEIGNNRepresentation(nn.Module):
         virtual_node: bool = True,
         node_update: str = "nmu",
     ) -> None:
+        given = locals()
+        check_options({name: given[name] for name in REPRESENTATION_OPTIONS})
         super().__init__()
-        if hidden_channels % 2:
-            raise ValueError(f"hidden_channels must be even, got {hidden_channels}")
-        if regress_stress and direct_forces:
-            raise ValueError("regress_stress needs conservative forces: set direct_forces: false")
-        if node_update not in NODE_UPDATES:
-            raise ValueError(f"unknown node_update '{node_update}': choose one of {', '.join(NODE_UPDATES)}")
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers
         self.num_rbf = num_rbf
@@ -94,6 +90,11 @@ class LEIGNNRepresentation(nn.Module):
             for t in range(num_layers)
         )
         self.reset_parameters()
+
+    @classmethod
+    def option_rules(cls) -> dict[str, Rule]:
+        """Every constructor option and what it accepts (a host's subclass adds its own options)."""
+        return dict(REPRESENTATION_OPTIONS)
 
     def reset_parameters(self) -> None:
         bound = math.sqrt(3.0)

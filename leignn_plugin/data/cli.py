@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from leignn_plugin.console import run_command
 from leignn_plugin.data.conventions import Convention
 from leignn_plugin.data.errors import DataError
 from leignn_plugin.data.lmdb_writer import DEFAULT_SHARD_SIZE, WriteSummary
+from leignn_plugin.graph.sanity import DEFAULT_MIN_DISTANCE
 
 PROG = "leignn-data"
 
@@ -108,25 +109,42 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace DIR once the new data is complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--min-distance",
+        type=_distance,
+        default=DEFAULT_MIN_DISTANCE,
+        metavar="ANGSTROM",
+        help=f"refuse frames with two atoms (or an atom and a periodic image) closer than this "
+        f"(default {DEFAULT_MIN_DISTANCE:g} Å; 0: no check)",
+    )
+
+
+def _distance(text: str) -> float:
+    """A distance in Å, at least 0 (argparse type of ``--min-distance``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a distance >= 0 in Å (0: no check), got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``leignn-data``; returns the exit status (2 for bad input)."""
+    """Run ``leignn-data``; returns the exit status (2 for bad input, one line; see ``console``)."""
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "from-ase":
-            return _from_ase(args)
-        if args.command == "from-md17":
-            return _from_md17(args)
-        if args.command == "demo":
-            return _demo(args)
-        return _inspect(args)
-    except DataError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; no output written", file=sys.stderr)
-        return 130
+    return run_command(PROG, lambda: _dispatch(args), interrupted="interrupted; no output written")
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """The subcommand's work."""
+    if args.command == "from-ase":
+        return _from_ase(args)
+    if args.command == "from-md17":
+        return _from_md17(args)
+    if args.command == "demo":
+        return _demo(args)
+    return _inspect(args)
 
 
 def _report(summary: WriteSummary) -> None:
@@ -147,6 +165,7 @@ def _from_ase(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        min_distance=args.min_distance,
     )
     _report(summary)
     return 0
@@ -169,6 +188,7 @@ def _from_md17(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        min_distance=args.min_distance,
     )
     for summary in summaries.values():
         _report(summary)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 from ase.data import chemical_symbols
-from fairchem.core.datasets import LmdbDataset
 from numpy.typing import NDArray
 
 from leignn_plugin.data.conventions import ENERGY_KEYS, FORCES_KEYS
 from leignn_plugin.data.errors import DataError
+from leignn_plugin.data.safe_records import SafeLmdbDataset, check_lmdb_dataset
 
 N_ELEMENTS = 119
 """Length of fairchem's element-reference vector (index = atomic number, 0 unused)."""
@@ -108,10 +108,12 @@ def find_datasets(root: Path) -> list[Path]:
 def inspect_dataset(path: Path) -> DatasetStats:
     """Read every sample of one dataset directory through fairchem's ``LmdbDataset``.
 
-    The LMDB files are closed afterwards (an LMDB file can be open only once per process).
+    The LMDB files are closed afterwards (an LMDB file can be open only once per process). Their
+    headers are checked first, so a truncated file is one line instead of a SIGBUS.
     """
+    check_lmdb_dataset(path)
     try:
-        dataset = LmdbDataset({"src": str(path)})
+        dataset = SafeLmdbDataset({"src": str(path)})
     except Exception as exc:
         raise DataError(f"{path}: cannot be opened as a fairchem LMDB dataset ({exc})") from exc
     try:
@@ -122,7 +124,7 @@ def inspect_dataset(path: Path) -> DatasetStats:
                 env.close()
 
 
-def _read_dataset(path: Path, dataset: LmdbDataset) -> DatasetStats:
+def _read_dataset(path: Path, dataset: SafeLmdbDataset) -> DatasetStats:
     """Collect per-sample counts, energies and forces, then summarise them."""
     if len(dataset) == 0:
         raise DataError(f"{path}: dataset is empty")

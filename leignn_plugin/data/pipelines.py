@@ -26,16 +26,26 @@ from leignn_plugin.data.md17_source import load_md17
 from leignn_plugin.data.splits import REST, random_split, read_index_file
 from leignn_plugin.data.staging import check_output_free, staged_output
 from leignn_plugin.data.validation import validate_frame
+from leignn_plugin.graph.sanity import DEFAULT_MIN_DISTANCE
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
 def validated_samples(
-    frames: Iterable[Frame], converter: FrameConverter, *, require_stress: bool = False
+    frames: Iterable[Frame],
+    converter: FrameConverter,
+    *,
+    require_stress: bool = False,
+    min_distance: float = DEFAULT_MIN_DISTANCE,
 ) -> Iterator[Data]:
     """Validate each frame, then convert it; the first bad frame raises :class:`DataError`."""
     for frame in frames:
-        validate_frame(frame, require_labels=converter.with_labels, require_stress=require_stress)
+        validate_frame(
+            frame,
+            require_labels=converter.with_labels,
+            require_stress=require_stress,
+            min_distance=min_distance,
+        )
         yield converter.convert(frame)
 
 
@@ -49,6 +59,7 @@ def convert_ase_files(
     shard_size: int = DEFAULT_SHARD_SIZE,
     overwrite: bool = False,
     progress: bool = True,
+    min_distance: float = DEFAULT_MIN_DISTANCE,
 ) -> WriteSummary:
     """Convert all frames of ASE-readable files into one LMDB dataset at ``out``.
 
@@ -64,6 +75,7 @@ def convert_ase_files(
         shard_size: Samples per LMDB file.
         overwrite: Replace an existing ``out`` once the new dataset is complete.
         progress: Show a progress bar.
+        min_distance: Refuse frames with atoms closer than this (Å, periodic images included; 0: allow).
     """
     if not paths:
         raise DataError("no input files given")
@@ -73,7 +85,9 @@ def convert_ase_files(
     with_stress = keep_stress and first.stress is not None
     converter = FrameConverter(convention, with_stress=with_stress)
     with staged_output(out, overwrite=overwrite) as stage:
-        samples = validated_samples(itertools.chain([first], frames), converter, require_stress=with_stress)
+        samples = validated_samples(
+            itertools.chain([first], frames), converter, require_stress=with_stress, min_distance=min_distance
+        )
         summary = write_lmdb_shards(samples, stage, shard_size=shard_size, desc=str(out), progress=progress)
         sources = [{"sid": sid, "path": str(path)} for sid, path in enumerate(paths)]
         _write_json(stage / "sources.json", {"files": sources})
@@ -95,6 +109,7 @@ def convert_md17(
     shard_size: int = DEFAULT_SHARD_SIZE,
     overwrite: bool = False,
     progress: bool = True,
+    min_distance: float = DEFAULT_MIN_DISTANCE,
 ) -> dict[str, WriteSummary]:
     """Convert an MD17/rMD17 archive into ``out/train``, ``out/val`` and ``out/test`` LMDBs.
 
@@ -102,7 +117,8 @@ def convert_md17(
     ``val`` and ``test`` (default 1000; -1 = all remaining frames).  With rMD17's
     ``index_train_0N.csv``/``index_test_0N.csv``, test is the test file, val is drawn at random
     from the train file and train is the rest of it.  ``out/splits.json`` lists each split's
-    archive indices.  Splits of size 0 are not written.
+    archive indices.  Splits of size 0 are not written.  Frames with atoms closer than
+    ``min_distance`` (Å; 0: allow) are refused.
 
     Returns:
         Per split, what was written.
@@ -116,7 +132,7 @@ def convert_md17(
         for name, indices in splits.items():
             if len(indices) == 0:
                 continue
-            samples = validated_samples(arrays.frames(indices.tolist()), converter)
+            samples = validated_samples(arrays.frames(indices.tolist()), converter, min_distance=min_distance)
             summary = write_lmdb_shards(
                 samples, stage / name, shard_size=shard_size, total=len(indices), desc=name, progress=progress
             )

@@ -1,41 +1,68 @@
 """Checks that a frame is physically and numerically usable before it is written.
 
 Each check raises :class:`DataError` with a single line starting with the frame's origin
-(``"file: frame k"``), so a bad frame in a large file can be found and fixed directly.
+(``"file: frame k"``), so a bad frame in a large file can be found and fixed directly. The
+structure itself (finite positions and cell, known elements, no atoms closer than ``min_distance``,
+periodic images included) is checked by the same code that checks every structure the model sees
+(``leignn_plugin.graph.sanity``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
+import torch
 
 from leignn_plugin.data.errors import DataError
 from leignn_plugin.data.frame import Frame
+from leignn_plugin.errors import StructureError
+from leignn_plugin.graph.sanity import (
+    DEFAULT_MIN_DISTANCE,
+    StructureNames,
+    check_close_atoms,
+    check_elements,
+    check_finite,
+)
 
-MIN_DISTANCE = 0.1
-"""Atoms closer than this (Å, minimum image for periodic cells) are reported as overlapping."""
+MIN_CELL_THICKNESS = 0.2
+"""Periodic directions thinner than this (Å) are a degenerate cell, whatever ``min_distance`` is."""
 
-OVERLAP_BLOCK = 256
-"""Rows of the pair-distance matrix computed at once."""
+MIN_DISTANCE_SETTING = "--min-distance"
 
 
-def validate_frame(frame: Frame, *, require_labels: bool = True, require_stress: bool = False) -> None:
+class FrameStructureError(DataError, StructureError):
+    """A frame whose structure no potential should be asked about (a :class:`DataError` for the data
+    tools, a :class:`StructureError` like the same problem anywhere else)."""
+
+
+def validate_frame(
+    frame: Frame,
+    *,
+    require_labels: bool = True,
+    require_stress: bool = False,
+    min_distance: float = DEFAULT_MIN_DISTANCE,
+) -> None:
     """Raise :class:`DataError` if the frame cannot be written faithfully.
 
     Args:
         frame: The frame to check.
         require_labels: Whether energy and forces must be present (S2EF data) or not (IS2RE data).
         require_stress: Whether a stress tensor must be present.
+        min_distance: Atoms closer than this (Å, periodic images included) are refused; 0 allows them.
 
     Raises:
         DataError: Missing labels, non-finite values, mismatched shapes, a degenerate periodic
-            cell, or two atoms closer than :data:`MIN_DISTANCE`.
+            cell, an atomic number outside 1..118, or two atoms closer than ``min_distance``.
     """
     where = frame.origin
     natoms = frame.natoms
     if natoms == 0:
         raise DataError(f"{where}: structure has no atoms")
-    _check_finite(where, "positions", frame.atoms.positions)
-    _check_finite(where, "cell", frame.atoms.cell.array)
+    pos, cell, pbc, counts, name = _structure_tensors(frame)
+    with _as_data_error():
+        check_finite(pos, cell, counts, name)
     if require_labels:
         _check_labels(frame)
     if require_stress:
@@ -50,7 +77,28 @@ def validate_frame(frame: Frame, *, require_labels: bool = True, require_stress:
         if array.ndim == 2:
             _check_array(where, key, array, (natoms, 3))
     _check_cell(frame)
-    _check_overlaps(frame)
+    with _as_data_error():
+        check_elements(torch.as_tensor(frame.atoms.numbers), counts, name=name)
+        check_close_atoms(pos, cell, pbc, counts, min_distance, name, MIN_DISTANCE_SETTING)
+
+
+def _structure_tensors(frame: Frame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                StructureNames]:
+    """The frame as a batch of one for ``graph.sanity``: positions [N, 3], cell [1, 3, 3], pbc [1, 3],
+    natoms [1], and its name (the frame's origin)."""
+    pos = torch.as_tensor(np.asarray(frame.atoms.positions, dtype=np.float64))  # [N, 3]
+    cell = torch.as_tensor(np.asarray(frame.atoms.cell.array, dtype=np.float64)).view(1, 3, 3)
+    pbc = torch.as_tensor(np.asarray(frame.atoms.pbc, dtype=bool)).view(1, 3)
+    return pos, cell, pbc, torch.tensor([frame.natoms]), lambda _: frame.origin
+
+
+@contextmanager
+def _as_data_error() -> Iterator[None]:
+    """A structure problem found by ``graph.sanity`` becomes a :class:`FrameStructureError`."""
+    try:
+        yield
+    except StructureError as err:
+        raise FrameStructureError(str(err)) from None
 
 
 def _check_labels(frame: Frame) -> None:
@@ -82,11 +130,7 @@ def _check_finite(where: str, name: str, array: np.ndarray) -> None:
 
 
 def _check_cell(frame: Frame) -> None:
-    """Periodic directions need a cell at least ``2 * MIN_DISTANCE`` thick.
-
-    That also rules out an atom overlapping its own periodic image, and makes the plain
-    (rounded fractional) minimum image used by :func:`_check_overlaps` exact at this distance.
-    """
+    """Periodic directions need a cell at least :data:`MIN_CELL_THICKNESS` thick (and a volume)."""
     pbc = frame.atoms.pbc
     if not pbc.any():
         return
@@ -96,41 +140,7 @@ def _check_cell(frame: Frame) -> None:
     for axis in np.flatnonzero(pbc):
         others = [k for k in range(3) if k != axis]
         area = float(np.linalg.norm(np.cross(cell[others[0]], cell[others[1]])))
-        if lengths[axis] < 2 * MIN_DISTANCE or area == 0.0 or volume / area < 2 * MIN_DISTANCE:
+        if lengths[axis] < MIN_CELL_THICKNESS or area == 0.0 or volume / area < MIN_CELL_THICKNESS:
             raise DataError(
                 f"{frame.origin}: periodic along axis {axis} but the cell is degenerate in that direction"
-            )
-
-
-def _inverse_3x3(matrix: np.ndarray) -> np.ndarray:
-    """Inverse by cofactors; avoids a LAPACK call (and its thread start-up) for every frame."""
-    a, b, c = matrix
-    cofactors = np.array([np.cross(b, c), np.cross(c, a), np.cross(a, b)])
-    return cofactors.T / float(np.dot(a, cofactors[0]))
-
-
-def _check_overlaps(frame: Frame) -> None:
-    """No two atoms closer than :data:`MIN_DISTANCE` (minimum image along periodic axes).
-
-    Pairs are compared in blocks of rows, so memory stays at ``OVERLAP_BLOCK * natoms`` vectors.
-    """
-    atoms = frame.atoms
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    cell = atoms.cell.complete() if pbc.any() else np.eye(3)
-    coordinates = atoms.positions @ _inverse_3x3(np.asarray(cell, dtype=np.float64))
-    natoms = len(atoms)
-    columns = np.arange(natoms)
-    for start in range(0, natoms, OVERLAP_BLOCK):
-        stop = min(start + OVERLAP_BLOCK, natoms)
-        delta = coordinates[None, :, :] - coordinates[start:stop, None, :]
-        delta[..., pbc] -= np.round(delta[..., pbc])
-        vectors = np.einsum("ijk,kl->ijl", delta, cell)
-        distance = np.sqrt(np.einsum("ijk,ijk->ij", vectors, vectors))
-        distance[columns[None, :] <= np.arange(start, stop)[:, None]] = np.inf
-        close = np.argwhere(distance < MIN_DISTANCE)
-        if len(close):
-            i, j = int(close[0][0]) + start, int(close[0][1])
-            raise DataError(
-                f"{frame.origin}: atoms {i} and {j} overlap "
-                f"({distance[close[0][0], j]:.3f} Å apart, minimum is {MIN_DISTANCE} Å)"
             )

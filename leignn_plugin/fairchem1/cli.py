@@ -13,7 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from leignn_plugin.console import run_command
 from leignn_plugin.errors import UsageError
+from leignn_plugin.install_hint import broken_install
 
 
 def _fail(message: str) -> int:
@@ -41,6 +43,9 @@ def load_checked_config(args: argparse.Namespace, overrides: list[str]) -> dict:
     if not isinstance(config.get("model"), dict) or "name" not in config["model"]:
         raise UsageError(f"config {path} has no 'model: {{name: ...}}' section")
     check_model_name(config["model"], path)
+    from leignn_plugin.fairchem1.config_check import check_config
+
+    check_config(config, overrides, path)  # unknown keys (with the closest), model options, names
     return config
 
 
@@ -85,19 +90,27 @@ def unique_run_id(run_dir: Path, identifier: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``main.py``'s command; ends as every ``leignn-*`` command does (``console.run_command``: one line
+    for bad input, quiet exits for Ctrl-C and closed pipes)."""
+    return run_command("leignn", lambda: run_main(argv))
+
+
+def run_main(argv: list[str] | None = None) -> int:
     """Parse fairchem's flags, check the config, and run locally or submit to SLURM."""
     try:
         from fairchem.core.common.flags import flags
         from fairchem.core.common.utils import setup_logging
 
         import leignn_plugin  # noqa: F401  (registers leignn in this process)
+        from leignn_plugin.fairchem1.config_check import check_datasets
+        from leignn_plugin.fairchem1.launch.preemption import TrainingStopped
+        from leignn_plugin.fairchem1.safe_load import TRUST_DATA_HELP, TRUST_HELP, check_run_checkpoint
     except ImportError as err:
-        return _fail(
-            f"broken install: cannot import {err.name or err} ({err}); run `make install` "
-            "(or see README: Installation)"
-        )
+        return _fail(broken_install(err, Path(__file__).resolve().parents[2]))
 
     parser = flags.get_parser()
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    parser.add_argument("--trust-data", action="store_true", help=TRUST_DATA_HELP)
     args, overrides = parser.parse_known_args(argv)
     bad = [o for o in overrides if not o.startswith("--") or "=" not in o]
     if bad:
@@ -109,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         config = load_checked_config(args, overrides)
         if args.checkpoint is not None and not Path(args.checkpoint).is_file():
             raise UsageError(f"checkpoint not found: {args.checkpoint} (check --checkpoint)")
+        if args.checkpoint is not None:  # refused pickle, truncated, not LEIGNN: one line before any rank starts
+            check_run_checkpoint(Path(args.checkpoint), config["model"], args.trust_checkpoint)
+        config["trust_checkpoint"] = args.trust_checkpoint  # read by every rank (launch/runner.py)
+        config["trust_data"] = args.trust_data
+        check_datasets(config)  # missing, empty, truncated or corrupt data: one line here, not a SIGBUS in a rank
         from leignn_plugin.fairchem1.launch.dispatch import dispatch
 
         if not args.submit and config.get("timestamp_id") is None:
@@ -116,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         dispatch(args, config)
     except UsageError as err:
         return _fail(str(err))
+    except TrainingStopped as stopped:
+        print(f"leignn: {stopped.message}", file=sys.stderr)
+        return int(stopped.code)
     except KeyboardInterrupt:
         logging.warning("interrupted")
         return 130

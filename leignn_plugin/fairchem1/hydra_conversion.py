@@ -46,9 +46,13 @@ def _rename(key: str, heads: dict) -> str:
     raise KeyError(f"unexpected parameter '{key}' in a leignn checkpoint")
 
 
-def convert_checkpoint(src: Path, dst: Path, use_ema: bool = True) -> Path:
-    """Write the hydra form of checkpoint ``src`` to ``dst`` (EMA weights by default, as validated)."""
-    checkpoint = read_checkpoint(src)
+def convert_checkpoint(src: Path, dst: Path, use_ema: bool = True, trust_checkpoint: bool = False) -> Path:
+    """Write the hydra form of checkpoint ``src`` to ``dst`` (EMA weights by default, as validated).
+
+    ``src`` is read weights-only unless ``trust_checkpoint``; a file that is refused, truncated or holds
+    no LEIGNN weights raises :class:`CheckpointError` before anything is written.
+    """
+    checkpoint = read_checkpoint(src, trust_checkpoint=trust_checkpoint)
     model_config = checkpoint["config"]["model"]
     if model_config["name"] == "hydra":
         raise CheckpointError(f"{src} already holds a hydra model")
@@ -62,8 +66,11 @@ def convert_checkpoint(src: Path, dst: Path, use_ema: bool = True) -> Path:
         out.pop(key, None)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp")
-    torch.save(out, tmp)
-    os.replace(tmp, dst)
+    try:
+        torch.save(out, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
     return dst
 
 
@@ -72,9 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("checkpoint", type=Path, help="a checkpoint trained with model: {name: leignn}")
     parser.add_argument("out", type=Path, help="where to write the hydra checkpoint")
     parser.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA ones")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="read CHECKPOINT with full unpickling, which can run code stored in it: only for "
+                             "files from a source you trust")
     args = parser.parse_args(argv)
     try:
-        path = convert_checkpoint(args.checkpoint, args.out, use_ema=not args.raw_weights)
+        path = convert_checkpoint(args.checkpoint, args.out, use_ema=not args.raw_weights,
+                                  trust_checkpoint=args.trust_checkpoint)
     except (OSError, ValueError, KeyError) as err:
         print(f"leignn-to-hydra: error: {err}", file=sys.stderr)
         return 2

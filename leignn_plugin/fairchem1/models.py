@@ -17,9 +17,30 @@ from torch import nn
 from leignn_plugin.accel import prepare_for_device
 from leignn_plugin.core.heads import DirectForceHead, EnergyHead, energy_forces_stress
 from leignn_plugin.core.model import LEIGNNPotential
+from leignn_plugin.core.options import (
+    OptionError,
+    Rule,
+    boolean,
+    check_known,
+    check_values,
+    is_number,
+    one_of,
+)
 from leignn_plugin.core.representation import LEIGNNRepresentation
 from leignn_plugin.fairchem1.batch import atom_graph
-from leignn_plugin.graph import check_method
+from leignn_plugin.graph import DEFAULT_MIN_DISTANCE, check_method, graph_methods
+
+BACKBONE_OPTIONS: dict[str, Rule] = {
+    "use_pbc": boolean(),
+    "use_pbc_single": boolean(),
+    "otf_graph": boolean(),
+    "enforce_max_neighbors_strictly": boolean(),
+    "graph_method": one_of(graph_methods),
+    "speed_paths": boolean(),
+    "min_distance": Rule("a distance >= 0 in Å (0 switches the check off)",
+                         lambda v: is_number(v) and float(v) >= 0),
+}
+"""The backbone's own options (besides the representation's) and what each accepts."""
 
 
 @registry.register_model("leignn_backbone")
@@ -40,6 +61,10 @@ class LEIGNNBackbone(LEIGNNRepresentation, GraphModelMixin, BackboneInterface):
             linear search, now vesin); all give the same edges.
         speed_paths: run the speed paths of ``leignn_plugin.accel`` where they were measured faster
             (False: the core's plain blocks everywhere; the numbers agree to rounding).
+        min_distance: refuse a batch with two atoms closer than this many Å (one line naming the
+            structure's sid/fid and the atoms; see ``leignn_plugin.graph.sanity`` for the default);
+            0 switches the check off. Non-finite positions and atomic numbers outside
+            1..num_elements are always refused.
     """
 
     def __init__(
@@ -51,8 +76,12 @@ class LEIGNNBackbone(LEIGNNRepresentation, GraphModelMixin, BackboneInterface):
         enforce_max_neighbors_strictly: bool = False,
         graph_method: str = "vesin",
         speed_paths: bool = True,
+        min_distance: float = DEFAULT_MIN_DISTANCE,
         **options,
     ) -> None:
+        check_known(options, self.option_rules())
+        given = locals()
+        check_values({name: given[name] for name in BACKBONE_OPTIONS}, BACKBONE_OPTIONS)
         super().__init__(**options)
         self.use_pbc = use_pbc
         self.use_pbc_single = use_pbc_single
@@ -61,12 +90,21 @@ class LEIGNNBackbone(LEIGNNRepresentation, GraphModelMixin, BackboneInterface):
         check_method(graph_method)
         self.graph_method = graph_method
         self.speed_paths = speed_paths
+        if min_distance > self.cutoff:
+            raise OptionError(f"min_distance ({min_distance:g} Å) must not exceed the cutoff ({self.cutoff:g} Å)")
+        self.min_distance = float(min_distance)
+
+    @classmethod
+    def option_rules(cls) -> dict[str, Rule]:
+        """The representation's options and the backbone's own (graph search, periodicity, speed paths)."""
+        return {**super().option_rules(), **BACKBONE_OPTIONS}
 
     def forward(self, data) -> dict[str, torch.Tensor | None]:
         if self.speed_paths:
             prepare_for_device(self, data.pos.device)
         graph = atom_graph(data, self.cutoff, self.max_neighbors, self.use_pbc, self.otf_graph,
-                           self.enforce_max_neighbors_strictly, self.graph_method)
+                           self.enforce_max_neighbors_strictly, self.graph_method, self.min_distance,
+                           self.num_elements)
         return super().forward(graph)
 
 
@@ -99,9 +137,18 @@ class _LEIGNNHead(nn.Module, HeadInterface):
 
     def __init__(self, backbone: LEIGNNBackbone) -> None:
         super().__init__()
+        problem = self.backbone_problem(backbone.regress_forces, backbone.direct_forces)
+        if problem:
+            raise OptionError(problem)
         self.hidden_channels = backbone.hidden_channels
         self.regress_forces = backbone.regress_forces
         self.direct_forces = backbone.direct_forces
+
+    @staticmethod
+    def backbone_problem(regress_forces: bool, direct_forces: bool) -> str | None:
+        """Why this head cannot sit on a backbone with these force options, or None (checked by the
+        constructor and, before any work starts, by ``main.py``'s config check)."""
+        return None
 
 
 @registry.register_model("leignn_energy_head")
@@ -122,10 +169,14 @@ class LEIGNNDirectForceHead(_LEIGNNHead):
 
     def __init__(self, backbone: LEIGNNBackbone) -> None:
         super().__init__(backbone)
-        if not backbone.direct_forces:
-            raise ValueError("leignn_force_head needs a backbone with direct_forces: true; "
-                             "use leignn_conservative_head for gradient forces")
         self.force_head = DirectForceHead(self.hidden_channels)
+
+    @staticmethod
+    def backbone_problem(regress_forces: bool, direct_forces: bool) -> str | None:
+        if direct_forces:
+            return None
+        return ("leignn_force_head needs a backbone with direct_forces: true; "
+                "use leignn_conservative_head for gradient forces")
 
     def forward(self, data, emb: dict) -> dict[str, torch.Tensor]:
         return {"forces": self.force_head(emb["node_vector"], emb["pos"].dtype)}
@@ -140,10 +191,13 @@ class LEIGNNConservativeHead(_LEIGNNHead):
 
     def __init__(self, backbone: LEIGNNBackbone) -> None:
         super().__init__(backbone)
-        if backbone.direct_forces or not backbone.regress_forces:
-            raise ValueError("leignn_conservative_head needs a backbone with regress_forces: true "
-                             "and direct_forces: false")
         self.energy_head = EnergyHead(self.hidden_channels)
+
+    @staticmethod
+    def backbone_problem(regress_forces: bool, direct_forces: bool) -> str | None:
+        if regress_forces and not direct_forces:
+            return None
+        return "leignn_conservative_head needs a backbone with regress_forces: true and direct_forces: false"
 
     def forward(self, data, emb: dict) -> dict[str, torch.Tensor]:
         with torch.enable_grad():

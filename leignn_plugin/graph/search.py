@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 
 from leignn_plugin.graph.max_neighbors import max_neighbors_mask
+from leignn_plugin.graph.sanity import CloseAtoms
 from leignn_plugin.graph.types import NeighborGraph
 from leignn_plugin.graph.vesin_search import structure_pairs
 
@@ -80,11 +81,17 @@ def edge_dist_sq(pos: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, edg
 
 def select_edges(edge_index: torch.Tensor, offsets: torch.Tensor, pos: torch.Tensor, cell: torch.Tensor,
                  batch: torch.Tensor, cutoff: float, max_neighbors: int, strict: bool,
-                 dist_sq: torch.Tensor | None = None) -> NeighborGraph:
+                 dist_sq: torch.Tensor | None = None, close_atoms: CloseAtoms | None = None) -> NeighborGraph:
     """The candidate edges within ``cutoff`` now, without coincident atoms, capped at ``max_neighbors``
-    (``dist_sq``: their squared lengths when the search already has them)."""
+    (``dist_sq``: their squared lengths when the search already has them).
+
+    ``close_atoms``: two atoms closer than its ``min_distance`` raise a ``StructureError`` naming them,
+    before the coincident ones would be dropped (it needs ``min_distance`` <= ``cutoff``).
+    """
     if dist_sq is None:
         dist_sq = edge_dist_sq(pos, cell, batch, edge_index, offsets)  # [E]
+    if close_atoms is not None:
+        close_atoms.check(edge_index, offsets, dist_sq, batch)
     keep = (dist_sq <= cutoff * cutoff) & (dist_sq > MIN_DISTANCE_SQ)
     if not bool(keep.all()):
         edge_index, offsets, dist_sq = edge_index[:, keep], offsets[keep], dist_sq[keep]
@@ -103,9 +110,11 @@ def neighbor_graph(
     max_neighbors: int = 0,
     strict: bool = False,
     method: str = "vesin",
+    close_atoms: CloseAtoms | None = None,
 ) -> NeighborGraph:
     """Edges within ``cutoff`` of a batch: at most ``max_neighbors`` per atom (<= 0: no cap) by
-    fairchem's tie rule, ``strict`` cutting ties arbitrarily.
+    fairchem's tie rule, ``strict`` cutting ties arbitrarily; with ``close_atoms``, two atoms closer
+    than its ``min_distance`` (at most ``cutoff``) raise a ``StructureError`` naming them.
 
     pos [N, 3] as given (not necessarily wrapped), cell [B, 3, 3], pbc [B, 3] (bool), natoms [B].
     """
@@ -116,4 +125,4 @@ def neighbor_graph(
     edge_index, offsets, dist_sq = search(pos.detach(), cell, pbc, natoms, float(cutoff))
     batch = torch.repeat_interleave(torch.arange(natoms.numel(), device=pos.device), natoms)  # [N]
     return select_edges(edge_index, offsets.long(), pos, cell, batch, float(cutoff), max_neighbors, strict,
-                        dist_sq)
+                        dist_sq, close_atoms)

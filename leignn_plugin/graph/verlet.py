@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from leignn_plugin.graph.sanity import CloseAtoms
 from leignn_plugin.graph.search import check_method, neighbor_graph, select_edges
 from leignn_plugin.graph.types import NeighborGraph
 
@@ -19,13 +20,19 @@ class VerletList:
     """Edges of one structure within ``cutoff``, rebuilt lazily with a ``skin`` buffer (Å).
 
     ``skin=0`` rebuilds at every call: the plain fresh graph. ``method``: the search used for the
-    builds (see ``search.py``).
+    builds (see ``search.py``). ``close_atoms``: refuse atoms closer than its ``min_distance`` at every
+    call; the candidates hold every such pair, since a pair closer than ``min_distance`` <= ``cutoff`` now
+    was within ``cutoff`` + skin at the build.
     """
 
     def __init__(self, cutoff: float, skin: float, max_neighbors: int, strict: bool = False,
-                 method: str = "vesin") -> None:
+                 method: str = "vesin", close_atoms: CloseAtoms | None = None) -> None:
         if skin < 0:
             raise ValueError(f"the neighbour-list skin must be >= 0 Å, got {skin}")
+        if close_atoms is not None and close_atoms.min_distance > cutoff:
+            raise ValueError(f"{close_atoms.setting} ({close_atoms.min_distance:g} Å) must not exceed the "
+                             f"cutoff ({cutoff:g} Å)")
+        self.close_atoms = close_atoms
         self.method = check_method(method)
         self.cutoff = float(cutoff)
         self.skin = float(skin)
@@ -49,10 +56,10 @@ class VerletList:
         natoms = torch.tensor([pos.shape[0]], device=pos.device)
         if self._needs_build(pos, key):
             self._candidates = neighbor_graph(pos, cell.unsqueeze(0), pbc_row, natoms, self.cutoff + self.skin,
-                                              0, self.strict, self.method)
+                                              0, self.strict, self.method, self.close_atoms)
             self._key = key
             self._pos = pos.detach().clone()
             self.num_builds += 1
         batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
         return select_edges(self._candidates.edge_index, self._candidates.cell_offsets, pos, cell.unsqueeze(0),
-                            batch, self.cutoff, self.max_neighbors, self.strict)
+                            batch, self.cutoff, self.max_neighbors, self.strict, close_atoms=self.close_atoms)

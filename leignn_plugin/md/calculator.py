@@ -26,8 +26,9 @@ from fairchem.core.datasets import data_list_collater
 from torch_geometric.data import Data
 
 from leignn_plugin.accel import chunk_size_for, compile_for_inference, set_edge_chunk_size
+from leignn_plugin.errors import StructureError
 from leignn_plugin.fairchem1.checkpoint import LoadedPotential, load_potential
-from leignn_plugin.graph import VerletList
+from leignn_plugin.graph import CloseAtoms, VerletList, check_finite, check_min_distance
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -67,6 +68,15 @@ class LEIGNNCalculator(Calculator):
             take about this many MiB (``accel.chunk_size_for``; exact, same sums in the same
             order), which bounds the memory of direct-force MD on large cells. Graphs with fewer
             edges run whole; ``None`` never chunks.
+        min_distance: refuse structures with two atoms (or an atom and a periodic image) closer than
+            this many Å, with a ``StructureError`` naming them (default: the model's ``min_distance``,
+            0.3 Å unless its config says otherwise; 0: no check). Non-finite positions or cells and
+            elements outside the model's 1..num_elements are always refused.
+        min_distance_setting: how the close-atom message names that setting (``leignn-md``:
+            ``--min-distance``).
+        trust_checkpoint: read ``checkpoint`` with full unpickling, which can run code stored in it
+            (only for files from a source you trust). By default it is read weights-only, and a file
+            that needs more raises ``CheckpointError`` naming what it needs.
     """
 
     def __init__(
@@ -79,20 +89,30 @@ class LEIGNNCalculator(Calculator):
         graph_method: str | None = None,
         compiled: bool = False,
         edge_chunk_mib: float | None = 512.0,
+        min_distance: float | None = None,
+        min_distance_setting: str = "min_distance",
+        trust_checkpoint: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
-        self.potential: LoadedPotential = load_potential(checkpoint, self.device, self.dtype, use_ema)
+        self.potential: LoadedPotential = load_potential(checkpoint, self.device, self.dtype, use_ema,
+                                                         trust_checkpoint=trust_checkpoint)
         self.model = compile_for_inference(self.potential.model) if compiled else self.potential.model
         backbone = self.potential.backbone
         if edge_chunk_mib is not None:
             chunk = chunk_size_for(backbone.hidden_channels, edge_chunk_mib, torch.finfo(self.dtype).bits // 8)
             set_edge_chunk_size(self.model, chunk)
         method = graph_method or backbone.graph_method
+        if min_distance is None:
+            min_distance = getattr(backbone, "min_distance", 0.0)
+        self.min_distance = check_min_distance(min_distance, min_distance_setting)
+        self._structure = "the structure"
+        close = (CloseAtoms(self.min_distance, lambda _: self._structure, min_distance_setting)
+                 if self.min_distance > 0 else None)
         self.neighbors = VerletList(backbone.cutoff, skin, backbone.max_neighbors,
-                                    backbone.enforce_max_neighbors_strictly, method)
+                                    backbone.enforce_max_neighbors_strictly, method, close)
         properties = ["energy", "free_energy"]
         if backbone.regress_forces:
             properties.append("forces")
@@ -122,19 +142,24 @@ class LEIGNNCalculator(Calculator):
             )
 
     def check_elements(self, numbers) -> None:
-        """Raise one clear line when the structure holds elements the model has no embedding for."""
+        """Raise one clear line (``StructureError``) when the structure holds elements the model has no
+        embedding for."""
         numbers = np.asarray(numbers)
         bad = sorted({int(z) for z in numbers if z < 1 or z > self.num_elements})
         if bad:
             names = ", ".join(f"{chemical_symbols[z] if 0 <= z < len(chemical_symbols) else '?'} (Z={z})"
                               for z in bad)
-            raise ValueError(f"elements {names} are outside the 1..{self.num_elements} that "
-                             f"{self.potential.path.name} was built for (num_elements)")
+            raise StructureError(f"elements {names} are outside the 1..{self.num_elements} that "
+                                 f"{self.potential.path.name} was built for (num_elements)")
 
     def to_batch(self, atoms: Atoms):
-        """The fairchem batch of one structure, with the Verlet list's edges attached."""
+        """The fairchem batch of one structure, with the Verlet list's edges attached; a structure no
+        potential should be asked about (``leignn_plugin.graph.sanity``) raises ``StructureError``."""
+        self._structure = f"{atoms.get_chemical_formula()} ({len(atoms)} atoms)"
         self.check_elements(atoms.numbers)
         pos = torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device)  # [N, 3]
+        cell = torch.as_tensor(atoms.cell.array, dtype=self.dtype, device=self.device)  # [3, 3]
+        check_finite(pos, cell, torch.tensor([len(atoms)]), lambda _: self._structure)
         cell = torch.as_tensor(atoms.cell.complete().array, dtype=self.dtype, device=self.device)  # [3, 3]
         pbc = [bool(p) for p in atoms.pbc]
         numbers = torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device)  # [N]

@@ -12,6 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from leignn_plugin.console import run_command
 from leignn_plugin.md.ensembles import DESCRIPTIONS, ENSEMBLES
 
 
@@ -22,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run NVE/NVT/NPT dynamics", formatter_class=argparse.RawDescriptionHelpFormatter,
                          description="Ensembles:\n" + "\n".join(f"  {k:17s}{v}" for k, v in DESCRIPTIONS.items()))
     run.add_argument("--checkpoint", required=True, type=Path, help="fairchem checkpoint.pt of a LEIGNN model")
+    run.add_argument("--trust-checkpoint", action="store_true",
+                     help="read --checkpoint with full unpickling, which can run code stored in it: only for files "
+                          "from a source you trust (by default it is read weights-only)")
     run.add_argument("--structure", required=True, type=Path,
                      help="starting structure: any ASE-readable file, or a fairchem LMDB (file or folder)")
     run.add_argument("--index", type=int, default=-1, help="frame of --structure to start from (default: last)")
@@ -54,8 +58,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--t-max", type=float, default=1.0e5, help="stop when the temperature exceeds this (K)")
     run.add_argument("--keep-velocities", action="store_true",
                      help="start from the momenta stored in --structure instead of drawing new ones")
+    run.add_argument("--min-distance", type=float, default=None, metavar="ANGSTROM",
+                     help="refuse (at the start) or stop (during the run) when two atoms, or an atom and a periodic "
+                          "image, come closer than this (default: the model's min_distance, 0.3 Å unless its "
+                          "config says otherwise; 0: no check)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--out", required=True, type=Path, help="output folder")
+    run.add_argument("--out", required=True, type=Path,
+                     help="output folder; one that already holds a run (md.traj, md_log.csv, run.json, analysis/) "
+                          "is refused unless --overwrite is given")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the run already in --out: its files are deleted only when the new run has "
+                          "passed its checks and starts writing (other files in --out are kept)")
 
     analyze = sub.add_parser("analyze", help="g(r), h(r), stability, MSD/diffusivity, energy drift")
     analyze.add_argument("run_dir", type=Path, help="folder written by `leignn-md run`")
@@ -89,7 +102,8 @@ def _run(args: argparse.Namespace) -> int:
                            dtype=args.dtype, skin=args.skin, graph_method=args.graph_method, compiled=args.compile,
                            edge_chunk_mib=args.edge_chunk_mib or None, interval=args.interval,
                            t_min=args.t_min, t_max=args.t_max, keep_velocities=args.keep_velocities,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, min_distance=args.min_distance,
+                           overwrite=args.overwrite, trust_checkpoint=args.trust_checkpoint)
     result = run_md(settings)
     speed = result.extra.get("ns_per_day")
     if result.stopped:
@@ -118,16 +132,11 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``leignn-md``; bad input ends in one line and status 2 (``console.run_command``)."""
     args = _parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    try:
-        return _run(args) if args.command == "run" else _analyze(args)
-    except (ValueError, OSError) as err:
-        print(f"leignn-md: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("leignn-md: interrupted", file=sys.stderr)
-        return 130
+    return run_command("leignn-md", lambda: _run(args) if args.command == "run" else _analyze(args),
+                       errors=(ValueError, OSError))
 
 
 if __name__ == "__main__":

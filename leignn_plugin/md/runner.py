@@ -2,7 +2,11 @@
 
 Writes to the output folder ``md.traj`` (ASE trajectory with energies, forces and momenta),
 ``md_log.csv`` (time, potential/kinetic/total energy, temperature, pressure where the model gives
-stress) and ``run.json`` (settings and outcome; read by ``leignn-md analyze``).
+stress) and ``run.json`` (settings and outcome; read by ``leignn-md analyze``). A folder that already
+holds a run is refused unless ``overwrite`` is set; then the old run's files are deleted once the new
+run has passed every check and starts writing. The starting structure is checked like every structure
+the calculator sees (``leignn_plugin.graph.sanity``); atoms that come too close during the run stop it
+like the temperature guard does.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import csv
 import json
 import math
 import resource
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,13 +27,16 @@ from ase.io import Trajectory
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 from tqdm import tqdm
 
+from leignn_plugin.errors import StructureError
+from leignn_plugin.graph import check_structures
 from leignn_plugin.md.calculator import LEIGNNCalculator
 from leignn_plugin.md.ensembles import NEEDS_STRESS, EnsembleSettings, make_dynamics
-from leignn_plugin.md.files import LOG, RUN_INFO, TRAJECTORY
+from leignn_plugin.md.files import ANALYSIS_DIR, LOG, RUN_INFO, TRAJECTORY
 from leignn_plugin.md.structure import read_structure
 
 LOG_COLUMNS = ("step", "time_ps", "potential_energy_eV", "kinetic_energy_eV", "total_energy_eV",
                "temperature_K", "pressure_bar", "volume_A3")
+RUN_OUTPUTS = (RUN_INFO, TRAJECTORY, LOG, ANALYSIS_DIR)  # what a run (and its analysis) puts in --out
 
 
 class RunStopped(Exception):
@@ -57,6 +65,9 @@ class RunSettings:
     t_max: float = 1.0e5
     keep_velocities: bool = False
     progress: bool = True
+    min_distance: float | None = None  # Å; None: the model's min_distance
+    overwrite: bool = False
+    trust_checkpoint: bool = False  # full unpickling of the checkpoint: only for files from a trusted source
 
 
 @dataclass
@@ -90,6 +101,40 @@ def _check(settings: RunSettings) -> None:
     if not settings.keep_velocities and not settings.t_min <= temperature <= settings.t_max:
         raise ValueError(f"--temperature {temperature:g} K lies outside the sane range "
                          f"{settings.t_min:g}..{settings.t_max:g} K (--t-min/--t-max)")
+
+
+def previous_run(out: Path) -> list[str]:
+    """The files of an earlier run (or its analysis) in ``out``; other files do not count."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    return [name for name in RUN_OUTPUTS if (out / name).exists()]
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that holds a run unless ``overwrite``; nothing is deleted here."""
+    found = previous_run(out)
+    if found and not overwrite:
+        raise ValueError(f"--out {out} already holds an MD run ({', '.join(found)}); pass --overwrite to "
+                         "replace it, or choose another folder")
+
+
+def clear_previous_run(out: Path) -> None:
+    """Delete the files of the run ``out`` held (called when the new run starts writing)."""
+    for name in previous_run(out):
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def check_start(atoms: Atoms, settings: RunSettings, calc: LEIGNNCalculator) -> None:
+    """The starting structure as every structure the calculator sees is checked, named by file and frame."""
+    where = f"{settings.structure} (frame {settings.index})"
+    calc.check_elements(atoms.numbers)
+    check_structures(atoms.positions, atoms.cell.array, atoms.pbc.reshape(1, 3), [len(atoms)], atoms.numbers,
+                     min_distance=calc.min_distance, max_element=calc.num_elements, name=lambda _: where,
+                     setting="--min-distance", limit="the model's num_elements")
 
 
 def _initial_velocities(atoms: Atoms, settings: RunSettings) -> None:
@@ -146,8 +191,11 @@ class _Recorder:
 
 
 def run_md(settings: RunSettings, calculator: LEIGNNCalculator | None = None) -> RunResult:
-    """Run ``settings.steps`` MD steps; stop early (``stopped=True``) when the temperature leaves its range."""
+    """Run ``settings.steps`` MD steps; stop early (``stopped=True``) when the temperature leaves its range
+    or atoms come closer than the calculator's ``min_distance``."""
     _check(settings)
+    out = Path(settings.out)
+    check_output(out, settings.overwrite)
     atoms = read_structure(settings.structure, settings.index)
     if tuple(settings.repeat) != (1, 1, 1):
         if not all(atoms.pbc[k] for k in range(3) if settings.repeat[k] > 1):
@@ -155,8 +203,10 @@ def run_md(settings: RunSettings, calculator: LEIGNNCalculator | None = None) ->
         atoms = atoms.repeat(tuple(settings.repeat))
     calc = calculator or LEIGNNCalculator(settings.checkpoint, device=settings.device, dtype=settings.dtype,
                                           skin=settings.skin, graph_method=settings.graph_method,
-                                          compiled=settings.compiled, edge_chunk_mib=settings.edge_chunk_mib)
-    calc.check_elements(atoms.numbers)
+                                          compiled=settings.compiled, edge_chunk_mib=settings.edge_chunk_mib,
+                                          min_distance=settings.min_distance, min_distance_setting="--min-distance",
+                                          trust_checkpoint=settings.trust_checkpoint)
+    check_start(atoms, settings, calc)
     if settings.ensemble.name in NEEDS_STRESS and "stress" not in calc.implemented_properties:
         raise ValueError(f"ensemble {settings.ensemble.name} needs stress, which this model does not give "
                          "(train with direct_forces: false and regress_stress: true)")
@@ -165,7 +215,8 @@ def run_md(settings: RunSettings, calculator: LEIGNNCalculator | None = None) ->
     dyn = make_dynamics(atoms, settings.ensemble)
     pressure = "stress" in calc.implemented_properties and all(atoms.pbc)
 
-    out = Path(settings.out)
+    if settings.overwrite:
+        clear_previous_run(out)
     out.mkdir(parents=True, exist_ok=True)
     info = {"settings": _jsonable(asdict(settings)), "natoms": len(atoms),
             "formula": atoms.get_chemical_formula(), "pbc": [bool(p) for p in atoms.pbc],
@@ -186,6 +237,8 @@ def run_md(settings: RunSettings, calculator: LEIGNNCalculator | None = None) ->
             dyn.run(settings.steps)
         except RunStopped as err:
             stop_reason = str(err)
+        except StructureError as err:
+            stop_reason = f"{err} at step {dyn.nsteps} ({dyn.nsteps * settings.ensemble.timestep_fs / 1000.0:.4g} ps)"
     wall = time.perf_counter() - start
     result = RunResult(steps_done=dyn.nsteps, simulated_ps=dyn.nsteps * settings.ensemble.timestep_fs / 1000.0,
                        wall_s=wall, stopped=stop_reason is not None, stop_reason=stop_reason,

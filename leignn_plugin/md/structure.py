@@ -14,9 +14,9 @@ def _is_lmdb(path: Path) -> bool:
 
 
 def _lmdb_frame(path: Path, index: int) -> Atoms:
-    from fairchem.core.datasets import LmdbDataset
+    from leignn_plugin.data.safe_records import open_lmdb_dataset
 
-    dataset = LmdbDataset({"src": str(path)})
+    dataset = open_lmdb_dataset(path)
     if not -len(dataset) <= index < len(dataset):
         raise ValueError(f"frame {index} does not exist in {path} ({len(dataset)} frames)")
     data = dataset[index % len(dataset)]

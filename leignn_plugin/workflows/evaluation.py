@@ -13,9 +13,9 @@ TRAIN_LINE = re.compile(r"forces_mae: ([0-9.eE+-]+).*?step: ([0-9.eE+-]+)")
 
 def reference_labels(lmdb_dir: Path) -> dict[str, np.ndarray]:
     """ids (sid_fid), energies and forces of an S2EF LMDB, read with fairchem's own reader."""
-    from fairchem.core.datasets import LmdbDataset
+    from leignn_plugin.data.safe_records import open_lmdb_dataset
 
-    dataset = LmdbDataset({"src": str(lmdb_dir), "key_mapping": {"y": "energy", "force": "forces"}})
+    dataset = open_lmdb_dataset(lmdb_dir, key_mapping={"y": "energy", "force": "forces"})
     ids, energy, forces, fixed = [], [], [], []
     for i in range(len(dataset)):
         d = dataset[i]
@@ -38,7 +38,7 @@ def _free_atom_forces(pred: np.ndarray, ref: dict, j: int) -> np.ndarray:
 def aligned_predictions(pred_path: Path, lmdb_dir: Path) -> dict[str, np.ndarray]:
     """predict's energies and free-atom forces beside the reference labels of the same frames."""
     ref = reference_labels(lmdb_dir)
-    with np.load(pred_path, allow_pickle=True) as npz:
+    with np.load(pred_path, allow_pickle=False) as npz:  # predictions are plain arrays: never unpickle
         ids = [str(i) for i in npz["ids"]]
         energy = npz["energy"].astype(np.float64).reshape(-1)
         forces = np.split(npz["forces"].astype(np.float64), npz["chunk_idx"])

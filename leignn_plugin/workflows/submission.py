@@ -3,7 +3,8 @@
 fairchem's ``make_submission_file.write_predictions`` does the merging; this command first checks
 each split's ``s2ef_predictions.npz`` (keys, shapes, finite values, unique ids and, when the split's
 LMDB is given, that every frame of the split is predicted exactly once), then writes the file
-atomically, so a bad split never produces a file that looks submittable.
+atomically, so a bad split never produces a file that looks submittable. Files are read without
+unpickling (``allow_pickle=False``): a file that needs it is refused before fairchem's writer sees it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import argparse
 import os
 import sys
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from leignn_plugin.console import run_command
 
 OC20_SPLITS = ("id", "ood_ads", "ood_cat", "ood_both")
 S2EF_KEYS = ("ids", "energy", "forces", "chunk_idx")
@@ -25,15 +29,32 @@ class SubmissionError(Exception):
     """A predictions file that cannot go into a submission, with the reason."""
 
 
+def load_plain_arrays(path: Path, split: str) -> dict[str, np.ndarray]:
+    """Every array of the npz at ``path``, read without unpickling: an object array (which only
+    unpickling restores, and which can run code while it does) is refused, naming its key."""
+    arrays = {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            for key in npz.files:
+                try:
+                    arrays[key] = npz[key]
+                except ValueError as err:
+                    if "allow_pickle" not in str(err):
+                        raise
+                    raise SubmissionError(
+                        f"{split}: refused {path}: key '{key}' holds pickled Python objects, and unpickling them "
+                        "could run code; predictions are plain arrays (write them with main.py --mode predict)"
+                    ) from None
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as err:
+        raise SubmissionError(f"{split}: {path} is not a readable npz file ({err})") from None
+    return arrays
+
+
 def check_s2ef_predictions(path: Path, split: str) -> dict[str, np.ndarray]:
     """Load one split's predictions and check keys, shapes and values; returns the arrays."""
     if not path.is_file():
         raise SubmissionError(f"{split}: predictions file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=True) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as err:
-        raise SubmissionError(f"{split}: {path} is not a readable npz file ({err})") from None
+    arrays = load_plain_arrays(path, split)
     missing = [k for k in S2EF_KEYS if k not in arrays]
     if missing:
         raise SubmissionError(f"{split}: {path} lacks {', '.join(missing)} (has {', '.join(sorted(arrays))}); "
@@ -54,11 +75,12 @@ def check_s2ef_predictions(path: Path, split: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def dataset_ids(lmdb_dir: Path) -> set[str]:
-    """The ``sid_fid`` ids of every frame in an S2EF LMDB directory, as predict writes them."""
-    from fairchem.core.datasets import LmdbDataset
+def dataset_ids(lmdb_dir: Path, where: str = "") -> set[str]:
+    """The ``sid_fid`` ids of every frame in an S2EF LMDB directory, as predict writes them (its LMDB
+    headers checked first: a missing, truncated or corrupt file is one line naming ``where``)."""
+    from leignn_plugin.data.safe_records import open_lmdb_dataset
 
-    dataset = LmdbDataset({"src": str(lmdb_dir)})
+    dataset = open_lmdb_dataset(lmdb_dir, where)
     return {f"{int(d.sid)}_{int(d.fid)}" for d in (dataset[i] for i in range(len(dataset)))}
 
 
@@ -81,7 +103,7 @@ def write_submission(predictions: dict[str, Path], out_path: Path, lmdbs: dict[s
             raise SubmissionError(f"missing predictions for split {split} (--{split.replace('_', '-')} FILE)")
         arrays = check_s2ef_predictions(predictions[split], split)
         if lmdbs and split in lmdbs:
-            check_coverage(arrays, dataset_ids(lmdbs[split]), split)
+            check_coverage(arrays, dataset_ids(lmdbs[split], f"--{split.replace('_', '-')}-lmdb"), split)
 
     out_path = out_path if out_path.suffix == ".npz" else out_path.with_suffix(".npz")
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,13 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                             help=f"the {split} split's LMDB directory, to check that every frame is predicted")
     parser.add_argument("--out", type=Path, required=True, help="submission file to write (.npz)")
     args = parser.parse_args(argv)
+    return run_command("leignn-submission", lambda: _submit(args), errors=(SubmissionError,))
+
+
+def _submit(args: argparse.Namespace) -> int:
+    """Check the four splits and write the submission file."""
     predictions = {s: getattr(args, s) for s in OC20_SPLITS}
     lmdbs = {s: getattr(args, f"{s}_lmdb") for s in OC20_SPLITS if getattr(args, f"{s}_lmdb") is not None}
-    try:
-        path = write_submission(predictions, args.out, lmdbs)
-    except SubmissionError as err:
-        print(f"leignn-submission: error: {err}", file=sys.stderr)
-        return 2
+    path = write_submission(predictions, args.out, lmdbs)
     print(f"submission written to {path}")
     return 0
 

@@ -6,10 +6,12 @@ import argparse
 
 from leignn_plugin.fairchem1.launch import slurm_env
 from leignn_plugin.fairchem1.launch.local import run_local
+from leignn_plugin.fairchem1.launch.relaxations import check_relaxations_left
 
 
 def dispatch(args: argparse.Namespace, config: dict) -> None:
     """Submit with submitit (``--submit``), run as one rank of a multi-task ``srun`` step, or run here."""
+    check_relaxations_left(config)
     if args.submit:
         from leignn_plugin.fairchem1.launch.slurm import submit
 

@@ -7,6 +7,10 @@ full training state and requeues the job, and all ranks exit. Under submitit the
 submitit's own handler (which calls ``PluginRunner.checkpoint`` and rewrites the job pickle); a job started
 by ``sbatch``/``srun`` is requeued with ``scontrol requeue`` and resumes from its checkpoint directory.
 SIGTERM (SLURM requeuing or preempting the job itself) saves the same way and exits without requeuing.
+
+Local runs use the same guard with SIGINT (Ctrl-C) and SIGTERM meaning "save and stop": the step in
+progress finishes, the full training state is written, and ``--checkpoint`` resumes from it. A second
+Ctrl-C stops at once without saving.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ PREEMPTED_EXIT_CODE = 255
 STOPPED_EXIT_CODE = 128 + signal.SIGTERM
 # What the ranks agree to do at the next step boundary (the largest request wins).
 NONE, STOP, REQUEUE = 0, 1, 2
+
+
+class TrainingStopped(SystemExit):
+    """Training ended early on a signal, after saving; ``message`` says where the state went."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code)
+        self.message = message
 
 
 def preemption_signal() -> signal.Signals:
@@ -76,24 +88,39 @@ class BoundaryLoader:
         return getattr(self.loader, name)
 
 
-class PreemptionGuard:
-    """Context manager around ``task.run()`` of a training run inside a SLURM job.
+def slurm_actions() -> dict[signal.Signals, int]:
+    """Inside a SLURM job: the preemption signal saves and requeues, SIGTERM saves and exits."""
+    return {preemption_signal(): REQUEUE, signal.SIGTERM: STOP}
 
-    The preemption signal (USR2) means: save and requeue. SIGTERM (SLURM requeuing or preempting the job
-    itself, or ``scancel``) means: save and exit, SLURM decides what comes next. ``save_checkpoint`` runs on
-    rank 0 and returns the path written; under submitit, USR2 goes through submitit's handler instead.
+
+def local_actions() -> dict[signal.Signals, int]:
+    """A local run: Ctrl-C (SIGINT) and SIGTERM save and exit."""
+    return {signal.SIGINT: STOP, signal.SIGTERM: STOP}
+
+
+class PreemptionGuard:
+    """Context manager around ``task.run()`` of a training run: on a signal, save at a step boundary.
+
+    ``actions`` maps each signal handled to what it asks for (:func:`slurm_actions` in a SLURM job,
+    :func:`local_actions` otherwise). REQUEUE saves and requeues the job; STOP saves and exits with
+    128 + the signal's number, SLURM (or the user, with ``--checkpoint``) decides what comes next.
+    ``save_checkpoint`` runs on rank 0 and returns the path written; under submitit, the preemption
+    signal goes through submitit's handler instead.
     """
 
-    def __init__(self, trainer: Any, save_checkpoint: Callable[[], str | None]) -> None:
+    def __init__(self, trainer: Any, save_checkpoint: Callable[[], str | None],
+                 actions: dict[signal.Signals, int] | None = None) -> None:
         self.trainer = trainer
         self.save_checkpoint = save_checkpoint
-        self.signum = preemption_signal()
+        self.actions = actions if actions is not None else slurm_actions()
+        self.local = signal.SIGINT in self.actions
         self.action = NONE
+        self.received: signal.Signals | None = None
         self._previous: dict[int, Any] = {}
         self._loader: Any = None
 
     def __enter__(self) -> PreemptionGuard:
-        for signum in (self.signum, signal.SIGTERM):
+        for signum in self.actions:
             self._previous[signum] = signal.signal(signum, self._request)
         self._loader = self.trainer.train_loader
         self.trainer.train_loader = BoundaryLoader(self._loader, self._at_boundary)
@@ -105,11 +132,17 @@ class PreemptionGuard:
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
 
     def _request(self, signum: int, frame: FrameType | None) -> None:
-        action = REQUEUE if signum == self.signum else STOP
+        if signum == signal.SIGINT and self.action != NONE and distutils.get_world_size() == 1:
+            # a second Ctrl-C: stop now, without saving (with local ranks, the launcher forwards the first)
+            raise KeyboardInterrupt
+        action = self.actions[signal.Signals(signum)]
+        if action >= self.action:
+            self.received = signal.Signals(signum)
         self.action = max(self.action, action)
         what = "checkpointing and requeuing" if action == REQUEUE else "checkpointing and exiting"
+        hint = " (Ctrl-C again to stop without saving)" if self.local and distutils.get_world_size() == 1 else ""
         logging.warning(f"rank {distutils.get_rank()}: received {signal.Signals(signum).name}; "
-                        f"{what} at the end of the current step")
+                        f"{what} at the end of the current step{hint}")
 
     def _agreed(self) -> int:
         """The strongest action any rank was asked for (every rank calls this once per step, so it pairs up)."""
@@ -131,27 +164,38 @@ class PreemptionGuard:
 
     def _stop(self, completed: int, action: int) -> None:
         flush_logger(self.trainer)
+        message = f"stopped after step {completed}"
         try:
             if distutils.is_master() and action == REQUEUE:
                 self._save_and_requeue(completed)
             elif distutils.is_master():
-                self._save(completed)
+                message = self._save(completed)
         finally:
             _barrier()
-        raise SystemExit(PREEMPTED_EXIT_CODE if action == REQUEUE else STOPPED_EXIT_CODE)
+        if action == REQUEUE:
+            raise SystemExit(PREEMPTED_EXIT_CODE)
+        signum = self.received or signal.SIGTERM
+        raise TrainingStopped(128 + int(signum) if self.local else STOPPED_EXIT_CODE, message)
 
     def _save_and_requeue(self, completed: int) -> None:
         logging.warning(f"preempted: saving the training state after step {completed} and requeuing")
-        previous = self._previous.get(self.signum)
+        previous = self._previous.get(preemption_signal())
         if is_submitit_handler(previous):
-            previous(self.signum, None)  # saves via PluginRunner.checkpoint, rewrites the job pickle, requeues
+            previous(preemption_signal(), None)  # saves via PluginRunner.checkpoint, rewrites the job pickle
         else:
             requeue(self.save_checkpoint())
 
-    def _save(self, completed: int) -> None:
+    def _save(self, completed: int) -> str:
         path = self.save_checkpoint()
-        logging.warning(f"terminated: saved the training state after step {completed} to {path}; a requeued "
-                        "job resumes from it")
+        name = self.received.name if self.received is not None else "a signal"
+        if self.local:
+            message = (f"interrupted by {name}: saved the training state after step {completed} to {path}; "
+                       f"resume with --checkpoint {path}")
+        else:
+            message = (f"terminated: saved the training state after step {completed} to {path}; a requeued "
+                       "job resumes from it")
+        logging.warning(message)
+        return message
 
 
 def flush_logger(trainer: Any) -> None:

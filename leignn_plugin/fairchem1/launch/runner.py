@@ -19,10 +19,19 @@ from fairchem.core.common.utils import new_trainer_context
 from submitit.helpers import DelayedSubmission
 
 import leignn_plugin  # noqa: F401  (registers the models in this process)
+from leignn_plugin.data.safe_records import safe_records
 from leignn_plugin.fairchem1.launch import slurm_env
-from leignn_plugin.fairchem1.launch.preemption import PreemptionGuard, flush_logger
+from leignn_plugin.fairchem1.launch.atomic_save import atomic_checkpoints
+from leignn_plugin.fairchem1.launch.preemption import (
+    PreemptionGuard,
+    flush_logger,
+    local_actions,
+    slurm_actions,
+)
+from leignn_plugin.fairchem1.launch.rank_errors import reported_to_launcher
 from leignn_plugin.fairchem1.launch.rank_failure import lost_peer, rank_lost_error
 from leignn_plugin.fairchem1.launch.resume import align_scheduler
+from leignn_plugin.fairchem1.safe_load import safe_loading
 
 
 def rank_config(config: dict) -> dict:
@@ -49,7 +58,10 @@ class PluginRunner(Runner):
         self.config = config
         self.task = None
         self.trainer = None
-        with new_trainer_context(config=rank_config(config)) as ctx:
+        # fairchem's torch.load/np.load calls load weights only and dataset records unpickle only data, unless
+        # the user passed --trust-checkpoint / --trust-data
+        with safe_loading(bool(config.get("trust_checkpoint"))), safe_records(bool(config.get("trust_data"))), \
+                atomic_checkpoints(), new_trainer_context(config=rank_config(config)) as ctx:
             self.task = ctx.task
             self.trainer = ctx.trainer
             rank, world = distutils.get_rank(), distutils.get_world_size()
@@ -66,9 +78,11 @@ class PluginRunner(Runner):
             flush_logger(self.trainer)
 
     def _run_task(self, rank: int, world: int, training: bool) -> None:
-        """Run the task; training inside a SLURM job checkpoints on preemption; a lost rank is named clearly."""
-        guard = (PreemptionGuard(self.trainer, self._save_training_state)
-                 if training and slurm_env.job_id() is not None else contextlib.nullcontext())
+        """Run the task; training checkpoints on preemption (SLURM) or interruption (local, Ctrl-C or
+        SIGTERM) at a step boundary; a lost rank is named clearly."""
+        actions = slurm_actions() if slurm_env.job_id() is not None else local_actions()
+        guard = (PreemptionGuard(self.trainer, self._save_training_state, actions)
+                 if training else contextlib.nullcontext())
         try:
             with guard:
                 self.task.run()
@@ -91,5 +105,7 @@ class PluginRunner(Runner):
 
 
 def run_config(config: dict) -> None:
-    """Entry point of one rank: build the trainer and task from ``config`` and run them."""
-    PluginRunner()(config)
+    """Entry point of one rank: build the trainer and task from ``config`` and run them (bad input met
+    in a launched rank goes to the launcher as one message: ``rank_errors``)."""
+    with reported_to_launcher():
+        PluginRunner()(config)
