@@ -1,8 +1,9 @@
-"""``leignn-bench``: LEIGNN's cost against fairchem's baselines, MD scaling and the compiled path.
+"""``leignn-bench``: LEIGNN's cost against fairchem's baselines, MD scaling, the compiled path, accuracy.
 
     leignn-bench [models] [--models leignn,painn,...] [--repeats 3]   # table, JSON, bar chart
     leignn-bench md [--sizes 1000,10000,100000]                        # MD step time / memory vs size
     leignn-bench compiled [--repeats 5]                                # eager vs torch.compile
+    leignn-bench accuracy [--quick] [--seeds 0,1,2]                    # trains every model at equal budget
 
 Every command writes ``<out>/<command>.{md,json,png}`` and prints the table.
 """
@@ -18,6 +19,11 @@ import sys
 from pathlib import Path
 
 import torch
+
+from leignn_plugin.bench.accuracy.options import add_arguments as add_accuracy_arguments
+from leignn_plugin.bench.accuracy.options import default_out as accuracy_out
+from leignn_plugin.bench.accuracy.options import run as run_accuracy
+from leignn_plugin.console import run_command
 
 DESCRIPTION = __doc__.split("\n\n")[0]
 SHARED_CPU_NOTE = ("Repetitions are interleaved across models and medians reported; on a machine shared "
@@ -40,9 +46,10 @@ def _int_list(text: str, what: str) -> list[int]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leignn-bench", description=DESCRIPTION)
-    parser.add_argument("command", nargs="?", default="models", choices=("models", "md", "compiled"),
+    parser.add_argument("command", nargs="?", default="models", choices=("models", "md", "compiled", "accuracy"),
                         help="what to measure (default: models)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default benchmarks/results; accuracy: benchmarks/results/accuracy)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
@@ -50,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("models and compiled")
     group.add_argument("--models", default=None,
                        help="comma-separated subset of: leignn, painn-512x4, painn-512x4-flushed, painn, schnet, "
-                            "dimenet++, gemnet-oc, equiformer-v2 (default: all; painn-512x4 is always added)")
+                            "dimenet++, gemnet-oc, equiformer-v2 (default: all; painn-512x4 is always added); "
+                            "accuracy: of leignn, vanilla, vanilla-nmu, painn, schnet, dimenet++, gemnet-oc")
     group.add_argument("--structures", type=int, default=8, help="OC20-like slabs in the batch")
     group.add_argument("--slab-size", default="4,4,4", help="slab repeats a,b,layers (default 4,4,4)")
     group.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
@@ -62,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--chunk-mib", type=float, default=512.0, help="memory of one [chunk, 3F] edge tensor")
     group.add_argument("--hidden", type=int, default=512, help="LEIGNN channels (md, compiled)")
     group.add_argument("--layers", type=int, default=4, help="LEIGNN layers (md, compiled)")
+    add_accuracy_arguments(parser)
     return parser
 
 
@@ -173,23 +182,29 @@ def _run_compiled(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``leignn-bench``; a bad option ends in one line and status 2 (``console.run_command``)."""
     args = _parser().parse_args(argv)
-    try:
-        if args.repeats < 1:
-            raise BenchError(f"--repeats must be at least 1, got {args.repeats}")
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise BenchError("--device cuda: no CUDA device is available on this machine")
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-        args.out.mkdir(parents=True, exist_ok=True)
-        run = {"models": _run_models, "md": _run_md, "compiled": _run_compiled}[args.command]
-        text = run(args)
-    except ValueError as err:
-        print(f"leignn-bench: error: {err}", file=sys.stderr)
-        return 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return run_command("leignn-bench", lambda: _bench(args), errors=(ValueError,))
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Run the chosen benchmark, write its files and print its table."""
+    if args.repeats < 1:
+        raise BenchError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda: no CUDA device is available on this machine")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.out is None:
+        args.out = accuracy_out(args) if args.command == "accuracy" else Path("benchmarks/results")
+    args.out.mkdir(parents=True, exist_ok=True)
+    run = {"models": _run_models, "md": _run_md, "compiled": _run_compiled, "accuracy": run_accuracy}[args.command]
+    text = run(args)
     (args.out / f"{args.command}.md").write_text(text)
     print(text)
-    print(f"written: {args.out}/{args.command}.md, .json" + ("" if args.command == "compiled" else ", .png"))
+    figures = {"compiled": "", "accuracy": ", learning_curves.png, parity.png"}.get(args.command, ", .png")
+    print(f"written: {args.out}/{args.command}.md, .json" + figures)
     return 0
 
 
