@@ -17,6 +17,7 @@ ALLOWED = {
     "core": {"errors"},
     "graph": {"errors"},
     "accel": {"core", "errors"},
+    "adapters": {"core", "graph", "accel", "errors"},
 }
 HOST_MODULES = ("fairchem", "torch_geometric", "torch_scatter", "torch_sparse")
 

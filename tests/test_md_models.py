@@ -25,7 +25,8 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from fairchem.core.preprocessing import AtomsToGraphs
 
-from leignn_plugin.fairchem1.checkpoint import CheckpointError, load_potential
+from leignn_plugin.adapters.checkpoint_files import CheckpointError
+from leignn_plugin.fairchem1.checkpoint import load_potential
 
 REPO = Path(__file__).resolve().parents[1]
 ELEMENT_REFS = {28: -0.05, 29: 0.02}  # eV per atom, added back by the trainer's de-normalization

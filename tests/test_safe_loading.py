@@ -20,8 +20,9 @@ import torch
 from ase.io import read
 from conftest import Payload, error_line
 
+from leignn_plugin.adapters.checkpoint_files import CheckpointError
 from leignn_plugin.errors import UsageError
-from leignn_plugin.fairchem1.checkpoint import CheckpointError, load_potential, read_checkpoint
+from leignn_plugin.fairchem1.checkpoint import load_potential, read_checkpoint
 from leignn_plugin.fairchem1.safe_load import safe_loading
 from leignn_plugin.md.calculator import LEIGNNCalculator
 from leignn_plugin.workflows.demo import S2EF_CONFIG, data_overrides

@@ -17,15 +17,9 @@ for files from a source you trust.
 
 from __future__ import annotations
 
-import contextlib
-import pickle
-import re
-import struct
-import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from fairchem.core.common.registry import registry
@@ -37,25 +31,15 @@ from fairchem.core.modules.normalization.element_references import (
 from fairchem.core.modules.normalization.normalizer import Normalizer, create_normalizer
 from torch import nn
 
-from leignn_plugin.errors import UsageError
+from leignn_plugin.adapters.checkpoint_files import (
+    CheckpointError,
+    check_state_dict,
+    not_leignn,
+)
+from leignn_plugin.adapters.checkpoint_files import read_checkpoint as read_checkpoint_file
 from leignn_plugin.fairchem1.models import LEIGNN, LEIGNNBackbone
 
 LEGACY_TARGET_NAMES = {"target": "energy", "grad_target": "forces"}
-
-
-# torch.load as torch defines it, whatever a caller (``safe_load.safe_loading``) puts in its place.
-_TORCH_LOAD = torch.serialization.load
-TRUST_HINT = ("load it with --trust-checkpoint (trust_checkpoint=True in Python) only if it comes from a "
-              "source you trust")
-# What a file may fail with while it is opened and unpickled (a truncated zip, a legacy pickle cut
-# short, garbage bytes, a class a trusted file names that no longer exists).
-_UNREADABLE = (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, AttributeError,
-               ImportError, KeyError, IndexError, TypeError, ValueError, struct.error)
-
-
-class CheckpointError(UsageError, ValueError):
-    """A checkpoint that cannot serve as a LEIGNN potential, or a file refused by the safe load; the
-    message is one line naming the file."""
 
 
 @dataclass
@@ -79,97 +63,10 @@ class LoadedPotential:
         return self.backbone.conservative and self.backbone.regress_stress
 
 
-def _refusal(path: object, err: pickle.UnpicklingError) -> str:
-    """One line for a file the weights-only unpickler stopped at, naming the global it met, if any
-    (garbage bytes stop it too, at an opcode it does not know)."""
-    found = re.search(r"GLOBAL (\S+) was not an allowed global", str(err))
-    if found:
-        return (f"refused to load {path}: it needs the Python object {found.group(1)}, and unpickling that "
-                f"could run code; {TRUST_HINT}")
-    detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()
-    return (f"{path} is not a readable torch checkpoint (a weights-only load stops at: "
-            f"{detail[0] if detail else type(err).__name__}); if it holds more than weights, {TRUST_HINT}")
-
-
-@contextlib.contextmanager
-def _allowed_globals(extra: Sequence[Any]) -> Iterator[None]:
-    """``extra`` allowed to the weights-only unpickler for one load only: torch 2.4's
-    ``add_safe_globals`` is process-wide and has no scoped form, so the earlier list is put back."""
-    if not extra:
-        yield
-        return
-    before = list(torch.serialization.get_safe_globals())
-    torch.serialization.add_safe_globals(list(extra))
-    try:
-        yield
-    finally:
-        torch.serialization.clear_safe_globals()
-        torch.serialization.add_safe_globals(before)
-
-
-def load_torch_file(source: Any, map_location: Any = "cpu", trusted: bool = False,
-                    extra_globals: Sequence[Any] = (), **kwargs: Any) -> Any:
-    """``torch.load`` of ``source`` with ``weights_only=True`` (also allowing ``extra_globals``) unless
-    ``trusted``.
-
-    Every way the load can fail becomes a one-line :class:`CheckpointError` naming the file: a
-    refused pickle (with the global torch names), a truncated or corrupt file, an unreadable one.
-    ``safe_load.safe_loading`` routes fairchem's own ``torch.load`` calls through here as well.
-    Checkpoints written by fairchem 1.10's trainer need no extra globals.
-    """
-    try:
-        with _allowed_globals(() if trusted else extra_globals):
-            return _TORCH_LOAD(source, map_location=map_location, weights_only=not trusted, **kwargs)
-    except pickle.UnpicklingError as err:
-        if not trusted and str(err).startswith("Weights only load failed"):
-            raise CheckpointError(_refusal(source, err)) from None
-        raise CheckpointError(_unreadable(source, err)) from None
-    except OSError as err:
-        raise CheckpointError(f"cannot read {source}: {err.strerror or err}") from None
-    except _UNREADABLE as err:
-        raise CheckpointError(_unreadable(source, err)) from None
-
-
-def _unreadable(source: object, err: BaseException) -> str:
-    first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-    return f"{source} is not a readable torch checkpoint, perhaps truncated or corrupt ({type(err).__name__}: {first})"
-
-
 def read_checkpoint(path: str | Path, trust_checkpoint: bool = False, require_leignn: bool = True) -> dict:
-    """The checkpoint at ``path`` as a dict with ``config`` (naming a model) and ``state_dict``.
-
-    Loaded weights-only unless ``trust_checkpoint``. With ``require_leignn`` the model must be LEIGNN (or hydra
-    on its backbone); either way the state dict must hold tensors, so an empty or foreign file is
-    refused here, before anything is built or written from it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    checkpoint = load_torch_file(path, trusted=trust_checkpoint)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "config" not in checkpoint:
-        raise CheckpointError(f"{path} is not a fairchem checkpoint (no 'config' and 'state_dict' entries)")
-    config = checkpoint["config"]
-    model_config = config.get("model") if isinstance(config, dict) else None
-    if not isinstance(model_config, dict) or not isinstance(model_config.get("name"), str):
-        raise CheckpointError(f"{path} has no 'model: {{name: ...}}' in its config")
-    if require_leignn and not is_leignn(model_config):
-        raise CheckpointError(_not_leignn(path, model_config))
-    _check_state_dict(checkpoint["state_dict"], path)
-    return checkpoint
-
-
-def _not_leignn(path: Path, model_config: dict) -> str:
-    return (f"{path} holds a '{model_config['name']}' model, not LEIGNN "
-            "(expected leignn, a dotted path to LEIGNN, or hydra on leignn_backbone)")
-
-
-def _check_state_dict(state: object, path: Path) -> None:
-    """A state dict is a non-empty mapping of names to tensors."""
-    if not isinstance(state, Mapping) or not state:
-        raise CheckpointError(f"{path} holds no weights (its state_dict is empty or not a mapping)")
-    for key, value in state.items():
-        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"{path}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
+    """The checkpoint at ``path`` (see :func:`leignn_plugin.adapters.checkpoint_files.read_checkpoint`),
+    with ``require_leignn`` refusing any model this registry does not resolve to LEIGNN."""
+    return read_checkpoint_file(path, trust_checkpoint, is_leignn if require_leignn else None)
 
 
 def is_leignn(model_config: dict) -> bool:
@@ -222,14 +119,14 @@ def leignn_model(checkpoint: dict, path: Path, use_ema: bool = True) -> tuple[nn
     config = checkpoint["config"]
     model_config = dict(config["model"])
     if not is_leignn(model_config):
-        raise CheckpointError(_not_leignn(path, model_config))
+        raise CheckpointError(not_leignn(path, model_config))
     name = model_config.pop("name")
     try:
         model = registry.get_model_class(name)(**model_config)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: cannot build the model from its config ({err})") from None
 
-    _check_state_dict(checkpoint["state_dict"], path)
+    check_state_dict(checkpoint["state_dict"], path)
     state = match_state_dict(model.state_dict(), checkpoint["state_dict"])
     _check_keys(model, state, path)
     try:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from leignn_plugin.fairchem1.checkpoint import CheckpointError, leignn_model, read_checkpoint
+from leignn_plugin.adapters.checkpoint_files import CheckpointError
+from leignn_plugin.fairchem1.checkpoint import leignn_model, read_checkpoint
 
 
 def hydra_model_config(model_config: dict) -> dict:

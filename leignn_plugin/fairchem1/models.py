@@ -15,6 +15,8 @@ from fairchem.core.models.base import BackboneInterface, GraphModelMixin, HeadIn
 from torch import nn
 
 from leignn_plugin.accel import prepare_for_device
+from leignn_plugin.adapters.batch import atom_graph
+from leignn_plugin.adapters.options import GRAPH_OPTIONS, set_graph_options
 from leignn_plugin.core.heads import DirectForceHead, EnergyHead, energy_forces_stress
 from leignn_plugin.core.model import LEIGNNPotential
 from leignn_plugin.core.options import (
@@ -23,22 +25,15 @@ from leignn_plugin.core.options import (
     boolean,
     check_known,
     check_values,
-    is_number,
-    one_of,
 )
 from leignn_plugin.core.representation import LEIGNNRepresentation
-from leignn_plugin.fairchem1.batch import atom_graph
-from leignn_plugin.graph import DEFAULT_MIN_DISTANCE, check_method, graph_methods
+from leignn_plugin.graph import DEFAULT_MIN_DISTANCE
 
 BACKBONE_OPTIONS: dict[str, Rule] = {
     "use_pbc": boolean(),
     "use_pbc_single": boolean(),
     "otf_graph": boolean(),
-    "enforce_max_neighbors_strictly": boolean(),
-    "graph_method": one_of(graph_methods),
-    "speed_paths": boolean(),
-    "min_distance": Rule("a distance >= 0 in Å (0 switches the check off)",
-                         lambda v: is_number(v) and float(v) >= 0),
+    **GRAPH_OPTIONS,
 }
 """The backbone's own options (besides the representation's) and what each accepts."""
 
@@ -86,13 +81,7 @@ class LEIGNNBackbone(LEIGNNRepresentation, GraphModelMixin, BackboneInterface):
         self.use_pbc = use_pbc
         self.use_pbc_single = use_pbc_single
         self.otf_graph = otf_graph
-        self.enforce_max_neighbors_strictly = enforce_max_neighbors_strictly
-        check_method(graph_method)
-        self.graph_method = graph_method
-        self.speed_paths = speed_paths
-        if min_distance > self.cutoff:
-            raise OptionError(f"min_distance ({min_distance:g} Å) must not exceed the cutoff ({self.cutoff:g} Å)")
-        self.min_distance = float(min_distance)
+        set_graph_options(self, enforce_max_neighbors_strictly, graph_method, speed_paths, min_distance)
 
     @classmethod
     def option_rules(cls) -> dict[str, Rule]:

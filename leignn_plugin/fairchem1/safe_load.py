@@ -24,7 +24,8 @@ import torch
 from fairchem.core.modules.normalization.element_references import LinearReferences
 from fairchem.core.modules.normalization.normalizer import Normalizer
 
-from leignn_plugin.fairchem1.checkpoint import is_leignn, leignn_model, load_torch_file, read_checkpoint
+from leignn_plugin.adapters.checkpoint_files import load_torch_file
+from leignn_plugin.fairchem1.checkpoint import is_leignn, leignn_model, read_checkpoint
 
 TRUST_HELP = ("load --checkpoint (and the .pt/.npz files the config names) with full unpickling, which can "
               "run code stored in the file: only for files from a source you trust")

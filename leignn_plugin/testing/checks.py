@@ -161,3 +161,14 @@ def check_all_parameters_used(model, atoms_list: list[Atoms], dtype: torch.dtype
     model.zero_grad(set_to_none=True)
     model.eval()
     assert not missing, f"parameters without gradient: {missing}"
+
+
+def energy_difference_force(calc, atoms: Atoms, atom: int, axis: int, h: float = 1e-3) -> float:
+    """-dE/dx of one coordinate by central differences of an ASE calculator's energy."""
+    energies = []
+    for sign in (1, -1):
+        moved = atoms.copy()
+        moved.positions[atom, axis] += sign * h
+        moved.calc = calc
+        energies.append(moved.get_potential_energy())
+    return -(energies[0] - energies[1]) / (2 * h)

@@ -1,14 +1,17 @@
-"""Small reference structures (periodic bulk, slab + adsorbate, molecule) as fairchem batches."""
+"""Small reference structures (periodic bulk, slab + adsorbate, molecule) as ASE Atoms, and as a batch
+of whichever fairchem host is installed."""
 
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 import torch
 from ase import Atoms
 from ase.build import add_adsorbate, bulk, fcc111, molecule
 from ase.constraints import FixAtoms
-from fairchem.core.datasets.lmdb_dataset import data_list_collater
-from fairchem.core.preprocessing import AtomsToGraphs
+
+from leignn_plugin import HOST_FAIRCHEM
 
 
 def rattled(atoms: Atoms, amplitude: float, seed: int) -> Atoms:
@@ -48,18 +51,7 @@ def organic_molecule(seed: int = 2) -> Atoms:
 
 
 def to_batch(atoms_list: list[Atoms], dtype: torch.dtype = torch.float32):
-    """Convert ASE structures with fairchem's AtomsToGraphs and collate them into one batch.
-
-    AtomsToGraphs stores float32 positions; they are replaced by the exact ones in ``dtype`` so
-    that float64 checks see float64 geometry.
-    """
-    a2g = AtomsToGraphs(r_edges=False, r_energy=False, r_forces=False, r_fixed=True, r_pbc=True)
-    data_list = []
-    for k, atoms in enumerate(atoms_list):
-        data = a2g.convert(atoms)
-        data.sid = k
-        data.tags = torch.as_tensor(atoms.get_tags(), dtype=torch.long)
-        data.pos = torch.tensor(atoms.get_positions(), dtype=dtype)  # [n, 3]
-        data.cell = torch.tensor(atoms.cell.array, dtype=dtype).view(1, 3, 3)  # [1, 3, 3]
-        data_list.append(data)
-    return data_list_collater(data_list, otf_graph=True)
+    """``atoms_list`` as one batch of the installed host (``atoms_batch`` of ``leignn_plugin.fairchem1.harness``
+    or ``leignn_plugin.fairchem2.harness``), with exact positions and cells in ``dtype``."""
+    host = importlib.import_module(f"leignn_plugin.fairchem{HOST_FAIRCHEM}.harness")
+    return host.atoms_batch(atoms_list, dtype)

@@ -1,4 +1,6 @@
-"""A fairchem batch (torch_geometric ``Batch``/``Data``) as the core's :class:`AtomGraph`."""
+"""A host's batch as the core's :class:`AtomGraph`: anything with the fields fairchem's batches have
+(``pos``, ``atomic_numbers``, ``natoms`` and, when present, ``batch``, ``cell``, ``pbc``, ``sid``,
+``fid``, ``edge_index``, ``cell_offsets``): fairchem 1.x's torch_geometric batches and 2.x's ``AtomicData``."""
 
 from __future__ import annotations
 
@@ -49,14 +51,16 @@ def structure_pbc(data, num_graphs: int, use_pbc: bool, device: torch.device) ->
 
 
 def atom_graph(data, cutoff: float, max_neighbors: int, use_pbc: bool, otf_graph: bool, strict: bool,
-               method: str, min_distance: float = 0.0, num_elements: int | None = None) -> AtomGraph:
+               method: str, min_distance: float = 0.0, num_elements: int | None = None,
+               pbc: torch.Tensor | None = None) -> AtomGraph:
     """The core's input for a fairchem batch: its edges searched on the fly (``otf_graph``) or read
     from ``edge_index``/``cell_offsets`` as stored in the data (``otf_graph: false``).
 
     Every batch is checked on the way (``leignn_plugin.graph.sanity``; a ``StructureError`` names the
     structure by sid/fid and the atoms): finite positions and cells, atomic numbers in 1..``num_elements``
     (when given) and, for graphs searched here, no two atoms closer than ``min_distance`` (> 0), read off
-    the pair lengths the search computes anyway.
+    the pair lengths the search computes anyway. ``pbc`` [B, 3]: the host's periodicity, instead of
+    reading ``data.pbc``.
     """
     pos = data.pos  # [N, 3]
     natoms = data.natoms.view(-1)  # [B]
@@ -65,7 +69,8 @@ def atom_graph(data, cutoff: float, max_neighbors: int, use_pbc: bool, otf_graph
     if batch is None:
         batch = torch.repeat_interleave(torch.arange(num_graphs, device=pos.device), natoms)  # [N]
     cell = structure_cells(data, num_graphs, pos.dtype, pos.device)  # [B, 3, 3]
-    pbc = structure_pbc(data, num_graphs, use_pbc, pos.device)  # [B, 3]
+    if pbc is None:
+        pbc = structure_pbc(data, num_graphs, use_pbc, pos.device)  # [B, 3]
     numbers = data.atomic_numbers.long()  # [N]
     name = batch_names(data)
     check_finite(pos.detach(), cell.detach(), natoms, name)
