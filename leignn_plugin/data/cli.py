@@ -1,8 +1,9 @@
-"""The ``leignn-data`` command: build fairchem LMDB datasets and inspect them.
+"""The ``leignn-data`` command: build fairchem datasets and inspect them.
 
-Subcommands: ``from-ase``, ``from-md17``, ``demo`` and ``inspect``.  Problems with the input are
-reported as one line, ``leignn-data: error: <message>``, with exit status 2 and no output left
-behind.
+Subcommands: ``from-ase``, ``from-md17``, ``demo`` (each writing fairchem 1.x LMDBs, or fairchem 2.x
+``.aselmdb`` files with ``--output-format aselmdb``), ``to-aselmdb`` (LMDB datasets to ``.aselmdb``)
+and ``inspect``.  Problems with the input are reported as one line,
+``leignn-data: error: <message>``, with exit status 2 and no output left behind.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from leignn_plugin.console import run_command
 from leignn_plugin.data.conventions import Convention
 from leignn_plugin.data.errors import DataError
-from leignn_plugin.data.lmdb_writer import DEFAULT_SHARD_SIZE, WriteSummary
+from leignn_plugin.data.shards import DEFAULT_SHARD_SIZE, OutputFormat, WriteSummary
 from leignn_plugin.graph.sanity import DEFAULT_MIN_DISTANCE
 
 PROG = "leignn-data"
@@ -24,7 +25,7 @@ PROG = "leignn-data"
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Build and inspect fairchem LMDB datasets for LEIGNN."
+        prog=PROG, description="Build and inspect fairchem datasets (LMDB, ASE-LMDB) for LEIGNN."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     ase.add_argument("--no-stress", action="store_true", help="do not write stress even if the files have it")
 
     md17 = commands.add_parser(
-        "from-md17", help="convert an sGDML MD17 or rMD17 .npz into train/val/test LMDBs"
+        "from-md17", help="convert an sGDML MD17 or rMD17 .npz into train/val/test datasets"
     )
     md17.add_argument(
         "npz", type=Path, metavar="NPZ", help="sGDML (R, E, F, z) or rMD17 (coords, ...) archive"
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="generate the embedded demo datasets (EMT slabs, GFN2-xTB molecules)"
     )
     demo.add_argument("out", type=Path, metavar="DIR")
+    _add_output_format(demo)
     demo.add_argument(
         "--seed", metavar="SEED", type=int, default=0, help="seed of every random choice (default 0)"
     )
@@ -79,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--overwrite", action="store_true", help="replace DIR once the new data is complete")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    to_aselmdb = commands.add_parser(
+        "to-aselmdb", help="convert fairchem 1.x LMDB datasets into .aselmdb datasets for fairchem 2.x"
+    )
+    to_aselmdb.add_argument(
+        "src", type=Path, metavar="SRC", help="an .lmdb file, a directory of them, or a directory of datasets"
+    )
+    to_aselmdb.add_argument(
+        "out", type=Path, metavar="OUT", help="output directory (mirrors the datasets found under SRC)"
+    )
+    _add_write_options(to_aselmdb)
 
     inspect = commands.add_parser("inspect", help="statistics and linear energy references of datasets")
     inspect.add_argument("directory", type=Path, metavar="DIR")
@@ -94,20 +107,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output dataset directory")
+    _add_output_format(parser)
     parser.add_argument(
         "--convention",
-        default="fairchem",
+        default=Convention.FAIRCHEM.value,
         choices=[c.value for c in Convention],
-        help="fields energy/forces (fairchem, default) or y/force (oc20)",
+        help="LMDB fields energy/forces (fairchem, default) or y/force (oc20); .aselmdb keeps them in the "
+        "calculator",
     )
+    _add_write_options(parser)
+
+
+def _add_output_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output-format",
+        default=OutputFormat.LMDB.value,
+        choices=[f.value for f in OutputFormat],
+        help="lmdb: fairchem 1.x LmdbDataset (default); aselmdb: fairchem 2.x AseDBDataset (format: ase_db)",
+    )
+
+
+def _add_write_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shard-size",
         type=int,
         default=DEFAULT_SHARD_SIZE,
         metavar="N",
-        help=f"frames per data.NNNN.lmdb file (default {DEFAULT_SHARD_SIZE})",
+        help=f"frames per data.NNNN.lmdb/.aselmdb file (default {DEFAULT_SHARD_SIZE})",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace DIR once the new data is complete")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the output directory once the new data is complete"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--min-distance",
@@ -144,7 +174,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _from_md17(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "to-aselmdb":
+        return _to_aselmdb(args)
     return _inspect(args)
+
+
+def _output(args: argparse.Namespace) -> OutputFormat:
+    """The output format; the OC20 field names exist only in LMDB records."""
+    output = OutputFormat(args.output_format)
+    if output is OutputFormat.ASELMDB and getattr(args, "convention", None) == Convention.OC20.value:
+        raise DataError(
+            "--convention oc20 applies to --output-format lmdb only (.aselmdb rows keep energy and forces "
+            "in the calculator)"
+        )
+    return output
 
 
 def _report(summary: WriteSummary) -> None:
@@ -160,6 +203,7 @@ def _from_ase(args: argparse.Namespace) -> int:
         args.files,
         args.out,
         convention=Convention(args.convention),
+        output=_output(args),
         file_format=args.file_format,
         keep_stress=not args.no_stress,
         shard_size=args.shard_size,
@@ -185,6 +229,7 @@ def _from_md17(args: argparse.Namespace) -> int:
         index_train=args.index_train,
         index_test=args.index_test,
         convention=Convention(args.convention),
+        output=_output(args),
         shard_size=args.shard_size,
         overwrite=args.overwrite,
         progress=not args.quiet,
@@ -199,12 +244,33 @@ def _demo(args: argparse.Namespace) -> int:
     from leignn_plugin.data.demo import build_demo
 
     manifest = build_demo(
-        args.out, seed=args.seed, size=args.size, overwrite=args.overwrite, progress=not args.quiet
+        args.out,
+        seed=args.seed,
+        size=args.size,
+        output=_output(args),
+        overwrite=args.overwrite,
+        progress=not args.quiet,
     )
     for name, dataset in manifest["datasets"].items():
         splits = ", ".join(f"{split} {entry['samples']}" for split, entry in dataset["splits"].items())
         print(f"{args.out / name}: {splits} ({', '.join(dataset['elements'])})")
     print(f"built in {manifest['build_seconds']} s; manifest: {args.out / 'manifest.json'}")
+    return 0
+
+
+def _to_aselmdb(args: argparse.Namespace) -> int:
+    from leignn_plugin.data.pipelines import convert_lmdb_to_aselmdb
+
+    summaries = convert_lmdb_to_aselmdb(
+        args.src,
+        args.out,
+        shard_size=args.shard_size,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        min_distance=args.min_distance,
+    )
+    for summary in summaries.values():
+        _report(summary)
     return 0
 
 

@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from ase.constraints import FixAtoms
 from ase.data import chemical_symbols
 from numpy.typing import NDArray
 
+from leignn_plugin.data.aselmdb_reader import read_rows
 from leignn_plugin.data.conventions import ENERGY_KEYS, FORCES_KEYS
 from leignn_plugin.data.errors import DataError
-from leignn_plugin.data.safe_records import SafeLmdbDataset, check_lmdb_dataset
 
 N_ELEMENTS = 119
 """Length of fairchem's element-reference vector (index = atomic number, 0 unused)."""
@@ -87,30 +88,41 @@ class DatasetStats:
         return vector
 
 
+DATASET_PATTERNS = ("*.lmdb", "*.aselmdb")
+"""fairchem 1.x LMDB and fairchem 2.x ASE-LMDB files."""
+
+
 def find_datasets(root: Path) -> list[Path]:
-    """``root`` itself if it holds ``*.lmdb`` files, else every directory below it that does."""
+    """``root`` itself if it holds ``*.lmdb`` or ``*.aselmdb`` files, else every directory below it that does."""
     if not root.is_dir():
         raise DataError(f"{root}: no such directory")
-    if any(root.glob("*.lmdb")):
+    if any(any(root.glob(pattern)) for pattern in DATASET_PATTERNS):
         return [root]
     found = sorted(
         {
             p.parent
-            for p in root.rglob("*.lmdb")
+            for pattern in DATASET_PATTERNS
+            for p in root.rglob(pattern)
             if not any(part.startswith(".") for part in p.relative_to(root).parts)
         }
     )
     if not found:
-        raise DataError(f"{root}: no *.lmdb files found")
+        raise DataError(f"{root}: no *.lmdb or *.aselmdb files found")
     return found
 
 
 def inspect_dataset(path: Path) -> DatasetStats:
-    """Read every sample of one dataset directory through fairchem's ``LmdbDataset``.
+    """Read every sample of one dataset directory: ``.aselmdb`` rows directly, fairchem 1.x LMDBs
+    through fairchem's ``LmdbDataset``.
 
     The LMDB files are closed afterwards (an LMDB file can be open only once per process). Their
     headers are checked first, so a truncated file is one line instead of a SIGBUS.
     """
+    if any(path.glob("*.aselmdb")):
+        return _read_aselmdb_dataset(path)
+    # fairchem 1.x and torch_geometric read these records: imported only here
+    from leignn_plugin.data.safe_records import SafeLmdbDataset, check_lmdb_dataset, close_lmdb_dataset
+
     check_lmdb_dataset(path)
     try:
         dataset = SafeLmdbDataset({"src": str(path)})
@@ -119,12 +131,35 @@ def inspect_dataset(path: Path) -> DatasetStats:
     try:
         return _read_dataset(path, dataset)
     finally:
-        for env in getattr(dataset, "envs", [getattr(dataset, "env", None)]):
-            if env is not None:
-                env.close()
+        close_lmdb_dataset(dataset)
 
 
-def _read_dataset(path: Path, dataset: SafeLmdbDataset) -> DatasetStats:
+def _read_aselmdb_dataset(path: Path) -> DatasetStats:
+    """Per-sample counts, energies and forces of the ``.aselmdb`` shards of one directory."""
+    natoms, counts, energies, forces, free = [], [], [], [], []
+    for shard in sorted(path.glob("*.aselmdb")):
+        for atoms, _ in read_rows(shard):
+            numbers = atoms.numbers
+            natoms.append(len(numbers))
+            counts.append(np.bincount(numbers, minlength=N_ELEMENTS))
+            results = atoms.calc.results if atoms.calc is not None else {}
+            energies.append(float(results["energy"]) if "energy" in results else np.nan)
+            if "forces" in results:
+                forces.append(np.asarray(results["forces"], dtype=np.float64))
+                fixed = np.zeros(len(numbers), dtype=bool)
+                for constraint in atoms.constraints:
+                    if isinstance(constraint, FixAtoms):
+                        fixed[constraint.index] = True
+                free.append(~fixed)
+    if not natoms:
+        raise DataError(f"{path}: dataset is empty")
+    energy = np.asarray(energies)
+    energy_key = "energy" if np.isfinite(energy).all() else None
+    return _summarise(path, np.asarray(natoms, dtype=np.int64), np.stack(counts), energy_key,
+                      energy, "forces" if len(forces) == len(natoms) else None, forces, free)
+
+
+def _read_dataset(path: Path, dataset) -> DatasetStats:
     """Collect per-sample counts, energies and forces, then summarise them."""
     if len(dataset) == 0:
         raise DataError(f"{path}: dataset is empty")
@@ -263,7 +298,10 @@ def _fairchem_hint(stats: DatasetStats) -> list[str]:
     if stats.energy is None or stats.reference_residual is None:
         return []
     forces = "" if stats.forces is None else f", forces: {{mean: 0.0, rmsd: {stats.forces.rms:.6f}}}"
-    return [
+    fairchem2 = "" if stats.forces is None else (
+        f"  fairchem 2.x (configs/fairchem2): energy_mean: {stats.energy.mean:.6f}  energy_rmsd: "
+        f"{stats.energy.std:.6f}  forces_rmsd: {stats.forces.rms:.6f}")
+    return [*([fairchem2] if fairchem2 else []),
         "  fairchem normalizer without element_references: "
         f"{{energy: {{mean: {stats.energy.mean:.6f}, rmsd: {stats.energy.std:.6f}}}{forces}}}",
         "  fairchem normalizer with element_references:    "

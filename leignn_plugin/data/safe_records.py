@@ -181,3 +181,10 @@ def open_lmdb_dataset(src: str | os.PathLike[str], where: str = "", **options: A
     then read by fairchem's reader with safe unpickling. ``options`` go into the dataset's config."""
     check_lmdb_dataset(src, where)
     return SafeLmdbDataset({"src": str(src), **options})
+
+
+def close_lmdb_dataset(dataset: LmdbDataset) -> None:
+    """Close a dataset's LMDB files now (an LMDB file can be open only once per process)."""
+    for env in getattr(dataset, "envs", [getattr(dataset, "env", None)]):
+        if env is not None:
+            env.close()

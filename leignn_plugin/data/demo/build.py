@@ -7,10 +7,14 @@ Layout under the output directory (fixed; configs are written against it)::
     molecules/{train,val,test}/   non-periodic molecule frames, fairchem convention (energy, forces)
     manifest.json                 counts, elements, seed, calculators, versions
 
+With ``output=OutputFormat.ASELMDB`` the same splits are ``.aselmdb`` datasets for fairchem 2.x: energy
+and forces in each row's calculator, ids and the IS2RE fields in its ``data``.
+
 Slab systems are split by system (80/10/10): S2EF splits hold whole relaxation trajectories, the
 IS2RE train split holds the S2EF training systems and the IS2RE val split all held-out systems
 (non-converged relaxations are left out of IS2RE).  Molecule frames are split at random.  The
-same seed gives byte-identical files (on the same software stack).
+same seed gives byte-identical LMDB files (on the same software stack); ``.aselmdb`` rows also carry
+ASE's creation time and a random ``unique_id``.
 
 Labelling cost: every BFGS step is an EMT call and every MD step a GFN2-xTB call (about 1 ms for
 these molecules), so the MD is driven by GFN2 itself rather than by a cheaper surrogate.  The
@@ -28,23 +32,30 @@ from pathlib import Path
 from ase.data import chemical_symbols
 from tqdm import tqdm
 
-from leignn_plugin.data.atoms_to_data import FrameConverter
 from leignn_plugin.data.conventions import Convention
 from leignn_plugin.data.demo.molecules import MoleculeRun, MoleculeSampling
 from leignn_plugin.data.demo.slabs import Relaxation, relax_all
 from leignn_plugin.data.demo.spec import DEMO_SIZES, DemoSpec
 from leignn_plugin.data.errors import DataError
 from leignn_plugin.data.frame import Frame
-from leignn_plugin.data.lmdb_writer import WriteSummary, write_lmdb_shards
-from leignn_plugin.data.pipelines import validated_samples
+from leignn_plugin.data.pipelines import write_frames
+from leignn_plugin.data.shards import OutputFormat, WriteSummary
 from leignn_plugin.data.splits import fraction_split
 from leignn_plugin.data.staging import check_output_free, staged_output
 
 LAYOUT_VERSION = 1
 
+IS2RE_FIELDS = {"initial energy": "y_init", "relaxed energy": "y_relaxed", "relaxed positions": "pos_relaxed"}
+
 
 def build_demo(
-    out: Path, *, seed: int = 0, size: str = "default", overwrite: bool = False, progress: bool = True
+    out: Path,
+    *,
+    seed: int = 0,
+    size: str = "default",
+    output: OutputFormat = OutputFormat.LMDB,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> dict[str, object]:
     """Generate the demo datasets into ``out`` (atomically) and return the manifest.
 
@@ -52,6 +63,7 @@ def build_demo(
         out: Output directory.
         seed: Seed of every random choice (sites, displacements, velocities, thermostat, splits).
         size: A key of :data:`DEMO_SIZES` (``default`` or ``small``).
+        output: LMDB (fairchem 1.x, what the demo configs read) or ``.aselmdb`` (fairchem 2.x).
         overwrite: Replace an existing ``out`` once the new one is complete.
         progress: Show progress bars.
     """
@@ -66,17 +78,19 @@ def build_demo(
         molecule_runs = sampling.collect()
     finally:
         sampling.close()
+    writer = _SplitWriter(output, progress)
     with staged_output(out, overwrite=overwrite) as stage:
         manifest = {
             "name": "leignn-plugin demo data",
             "layout_version": LAYOUT_VERSION,
             "seed": seed,
             "size": spec.name,
+            "format": output.value,
             "software": _software_versions(),
             "datasets": {
-                "oc20_s2ef": _write_s2ef(stage / "oc20_s2ef", relaxations, spec, seed, progress),
-                "oc20_is2re": _write_is2re(stage / "oc20_is2re", relaxations, spec, seed, progress),
-                "molecules": _write_molecules(stage / "molecules", molecule_runs, spec, seed, progress),
+                "oc20_s2ef": _write_s2ef(stage / "oc20_s2ef", relaxations, spec, seed, writer),
+                "oc20_is2re": _write_is2re(stage / "oc20_is2re", relaxations, spec, seed, writer),
+                "molecules": _write_molecules(stage / "molecules", molecule_runs, spec, seed, writer),
             },
         }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -99,12 +113,37 @@ def _system_splits(relaxations: list[Relaxation], spec: DemoSpec, seed: int) -> 
     return {name: [relaxations[i] for i in chosen] for name, chosen in indices.items()}
 
 
-def _write_split(
-    frames: list[Frame], directory: Path, converter: FrameConverter, progress: bool
-) -> WriteSummary:
-    samples = validated_samples(frames, converter)
-    label = f"{directory.parent.name}/{directory.name}"
-    return write_lmdb_shards(samples, directory, total=len(frames), desc=label, progress=progress)
+class _SplitWriter:
+    """Writes each split in the chosen format; LMDB field names follow the dataset's convention."""
+
+    def __init__(self, output: OutputFormat, progress: bool) -> None:
+        self.output = output
+        self.progress = progress
+
+    def write(
+        self, frames: list[Frame], directory: Path, convention: Convention, with_labels: bool = True
+    ) -> WriteSummary:
+        return write_frames(
+            frames,
+            directory,
+            output=self.output,
+            convention=convention,
+            with_labels=with_labels,
+            total=len(frames),
+            desc=f"{directory.parent.name}/{directory.name}",
+            progress=self.progress,
+        )
+
+    def fields(self, convention: Convention, labels: bool = True) -> dict[str, object]:
+        """The manifest's ``convention`` (LMDB only) and ``fields`` entries of a dataset."""
+        if self.output is OutputFormat.LMDB:
+            names = {"energy": convention.energy_key, "forces": convention.forces_key} if labels else IS2RE_FIELDS
+            return {"convention": convention.value, "fields": names}
+        if labels:
+            names = {"energy": "calculator energy", "forces": "calculator forces"}
+        else:
+            names = {key: f"data {name}" for key, name in IS2RE_FIELDS.items()}
+        return {"fields": {**names, "ids": "data sid, fid"}}
 
 
 def _split_entry(summary: WriteSummary) -> dict[str, object]:
@@ -117,18 +156,16 @@ def _elements(summaries: list[WriteSummary]) -> list[str]:
 
 
 def _write_s2ef(
-    root: Path, relaxations: list[Relaxation], spec: DemoSpec, seed: int, progress: bool
+    root: Path, relaxations: list[Relaxation], spec: DemoSpec, seed: int, writer: _SplitWriter
 ) -> dict[str, object]:
-    converter = FrameConverter(Convention.OC20)
     summaries = {
-        name: _write_split([f for r in systems for f in r.frames], root / name, converter, progress)
+        name: writer.write([f for r in systems for f in r.frames], root / name, Convention.OC20)
         for name, systems in _system_splits(relaxations, spec, seed).items()
     }
     slabs = spec.slabs
     return {
         "task": "S2EF",
-        "convention": "oc20",
-        "fields": {"energy": "y", "forces": "force"},
+        **writer.fields(Convention.OC20),
         "calculator": "ase.calculators.emt.EMT",
         "energy": "total EMT energy (eV); forces in eV/Å, including those on fixed atoms",
         "sampling": (
@@ -146,28 +183,22 @@ def _write_s2ef(
 
 
 def _write_is2re(
-    root: Path, relaxations: list[Relaxation], spec: DemoSpec, seed: int, progress: bool
+    root: Path, relaxations: list[Relaxation], spec: DemoSpec, seed: int, writer: _SplitWriter
 ) -> dict[str, object]:
-    converter = FrameConverter(Convention.OC20, with_labels=False)
     by_split = _system_splits(relaxations, spec, seed)
     groups = {"train": by_split["train"], "val": by_split["val"] + by_split["test"]}
     summaries = {
-        name: _write_split(
+        name: writer.write(
             [r.initial for r in sorted(systems, key=lambda r: r.sid) if r.converged],
             root / name,
-            converter,
-            progress,
+            Convention.OC20,
+            with_labels=False,
         )
         for name, systems in groups.items()
     }
     return {
         "task": "IS2RE/IS2RS",
-        "convention": "oc20",
-        "fields": {
-            "initial energy": "y_init",
-            "relaxed energy": "y_relaxed",
-            "relaxed positions": "pos_relaxed",
-        },
+        **writer.fields(Convention.OC20, labels=False),
         "calculator": "ase.calculators.emt.EMT",
         "energy": "total EMT energies (eV) of the initial and BFGS-relaxed structures",
         "not_converged": sorted(r.sid for r in relaxations if not r.converged),
@@ -177,21 +208,19 @@ def _write_is2re(
 
 
 def _write_molecules(
-    root: Path, runs: list[MoleculeRun], spec: DemoSpec, seed: int, progress: bool
+    root: Path, runs: list[MoleculeRun], spec: DemoSpec, seed: int, writer: _SplitWriter
 ) -> dict[str, object]:
-    converter = FrameConverter(Convention.FAIRCHEM)
     frames = [frame for run in runs for frame in run.frames]
     fractions = [("train", 0.0), ("val", spec.val_fraction), ("test", spec.test_fraction)]
     indices = fraction_split(len(frames), fractions, seed + 1)
     summaries = {
-        name: _write_split([frames[i] for i in chosen], root / name, converter, progress)
+        name: writer.write([frames[i] for i in chosen], root / name, Convention.FAIRCHEM)
         for name, chosen in indices.items()
     }
     molecules = spec.molecules
     return {
         "task": "S2EF (MD17-style)",
-        "convention": "fairchem",
-        "fields": {"energy": "energy", "forces": "forces"},
+        **writer.fields(Convention.FAIRCHEM),
         "calculator": "GFN2-xTB (tblite.ase.TBLite)",
         "energy": "total GFN2-xTB energy (eV); forces in eV/Å; non-periodic",
         "sampling": (
