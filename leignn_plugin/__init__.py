@@ -1,10 +1,12 @@
 """leignn-plugin: the LEIGNN interatomic potential as a fairchem model.
 
 The package is a plain PyTorch core (``core``), one neighbour search (``graph``), swappable speed
-paths (``accel``) and host adapters. Importing it under fairchem 1.x registers, in fairchem's
-registry, the model ``leignn``, the hydra backbone ``leignn_backbone`` and the heads
-``leignn_energy_head``, ``leignn_force_head`` and ``leignn_conservative_head``; without fairchem
-the core and the graph still import.
+paths (``accel``) and one adapter per host: ``fairchem1`` (fairchem-core 1.10, the ``main.py`` line) and
+``fairchem2`` (fairchem-core 2.x, ``fairchem -c``). Importing the package registers what the installed
+host can use, and only that: under fairchem 1.x the model ``leignn``, the hydra backbone
+``leignn_backbone`` and the heads ``leignn_energy_head``, ``leignn_force_head`` and
+``leignn_conservative_head``; under fairchem 2.x the backbone and heads of ``fairchem2.models``. Without
+fairchem the core and the graph still import.
 """
 
 from __future__ import annotations
@@ -33,5 +35,10 @@ if HOST_FAIRCHEM == 1:
 
     globals().update({name: getattr(fairchem1, name) for name in fairchem1.__all__})
     __all__ = ["HOST_FAIRCHEM", "__version__", *fairchem1.__all__]
+elif HOST_FAIRCHEM == 2:
+    from leignn_plugin import fairchem2  # registers the short names in fairchem 2.x's registry
+
+    globals().update({name: getattr(fairchem2, name) for name in fairchem2.__all__})
+    __all__ = ["HOST_FAIRCHEM", "__version__", *fairchem2.__all__]
 else:
     __all__ = ["HOST_FAIRCHEM", "__version__"]

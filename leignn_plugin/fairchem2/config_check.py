@@ -1,0 +1,169 @@
+"""Checks of a ``fairchem -c`` config before any rank starts: one line for what would otherwise fail deep
+inside Hydra's instantiation or a dataloader, minutes later and with a page of traceback.
+
+The config is composed and resolved exactly as fairchem's own ``fairchem -c`` does (its
+``get_hydra_config_from_yaml``), then every LEIGNN model in it is built (so option names, types and
+ranges get the core's one-line messages, with the closest name for a misspelt one), its heads are
+matched to the backbone and the tasks to the heads' outputs, and every dataset source must exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from leignn_plugin.core.options import check_known
+from leignn_plugin.errors import UsageError
+from leignn_plugin.fairchem2.models import LEIGNNBackbone, LEIGNNConservativeHead, LEIGNNHead
+
+DATASET_SUFFIXES = (".aselmdb", ".db", ".lmdb", ".traj", ".extxyz", ".xyz")
+
+
+class ConfigError(UsageError, ValueError):
+    """A ``fairchem -c`` config that cannot train LEIGNN; one line naming the file and the key."""
+
+
+def load_config(path: Path, overrides: Sequence[str]) -> DictConfig:
+    """The config fairchem would run: composed with its ``defaults``, the overrides applied, resolved."""
+    from fairchem.core._cli import get_hydra_config_from_yaml
+
+    if not path.is_file():
+        raise ConfigError(f"config not found: {path}")
+    try:
+        return get_hydra_config_from_yaml(str(path), list(overrides))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())[:400]}") from None
+    except (OmegaConfBaseException, ValueError, KeyError) as err:
+        text = " ".join(str(err).split())
+        raise ConfigError(f"{path}: cannot compose the config: {text[:400]}") from None
+    except Exception as err:  # Hydra's own composition errors have no common importable base
+        if type(err).__module__.startswith("hydra"):
+            raise ConfigError(f"{path}: {' '.join(str(err).split())[:400]}") from None
+        raise
+
+
+def _walk(node: object, where: str = "") -> Iterator[tuple[str, dict]]:
+    """Every mapping of a plain config tree, with its dotted key."""
+    if isinstance(node, dict):
+        yield where, node
+        for key, value in node.items():
+            yield from _walk(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _walk(value, f"{where}[{index}]")
+
+
+def _resolves_to(name: object, cls: type) -> bool:
+    from fairchem.core.common.registry import registry
+
+    if not isinstance(name, str):
+        return False
+    try:
+        found = registry.get_model_class(name)
+    except (RuntimeError, ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(found, type) and issubclass(found, cls)
+
+
+def check_model(model: dict, where: str, path: Path, tasks: list[dict]) -> None:
+    """A ``HydraModel`` block on LEIGNN's backbone: options, heads and task names."""
+    options = {k: v for k, v in model["backbone"].items() if k != "model"}
+    try:
+        check_known(options, LEIGNNBackbone.option_rules(), prefix=f"{where}.backbone.")
+        backbone = LEIGNNBackbone(**options)
+    except (UsageError, ValueError, TypeError) as err:
+        raise ConfigError(f"{path}: {err}") from None
+    heads = model.get("heads") or {}
+    outputs: set[str] = set()
+    for name, head in heads.items():
+        if not isinstance(head, dict) or not _resolves_to(head.get("module"), LEIGNNHead):
+            module = head.get("module") if isinstance(head, dict) else head
+            raise ConfigError(f"{path}: {where}.heads.{name}.module is '{module}', not a LEIGNN head "
+                              "(leignn_plugin.fairchem2.models.LEIGNNEnergyHead, LEIGNNDirectForceHead or "
+                              "LEIGNNConservativeHead)")
+        from fairchem.core.common.registry import registry
+
+        head_cls = registry.get_model_class(head["module"])
+        problem = head_cls.backbone_problem(backbone)
+        if problem:
+            raise ConfigError(f"{path}: {where}.heads.{name}: {problem}")
+        if issubclass(head_cls, LEIGNNConservativeHead):
+            if not model.get("pass_through_head_outputs"):
+                raise ConfigError(f"{path}: {where}.pass_through_head_outputs must be true with "
+                                  "LEIGNNConservativeHead (its outputs are named energy, forces and stress)")
+            outputs |= {"energy", "forces", "stress"}
+        else:
+            outputs.add(name)
+    for task in tasks:
+        if task.get("name") not in outputs:
+            raise ConfigError(f"{path}: task '{task.get('name')}' has no LEIGNN head output of that name "
+                              f"(the heads give {', '.join(sorted(outputs)) or 'nothing'})")
+
+
+ELEMENTWISE_LOSSES = ("fairchem.core.modules.loss.MAELoss", "fairchem.core.modules.loss.MSELoss")
+
+
+def check_losses(tasks: list[dict], path: Path) -> None:
+    """An atom-level task (forces) needs a per-atom loss: fairchem 2.x multiplies the loss by an [N] mask
+    of free atoms, which an elementwise [N, 3] MAE or MSE cannot take (it fails at the first step)."""
+    for task in tasks:
+        loss = ((task.get("loss_fn") or {}).get("loss_fn") or {}).get("_target_")
+        if task.get("level") == "atom" and loss in ELEMENTWISE_LOSSES:
+            raise ConfigError(f"{path}: task '{task.get('name')}' uses {loss.rsplit('.', 1)[1]}, which cannot take "
+                              "fairchem's per-atom mask; use fairchem.core.modules.loss.L2NormLoss")
+
+
+def check_normalizers(tasks: list[dict], path: Path) -> None:
+    """fairchem's ``Normalizer`` keeps ``mean`` and ``rmsd`` as float buffers: an integer fails deep in
+    Hydra's instantiation, a non-positive rmsd divides by zero."""
+    for task in tasks:
+        normalizer = task.get("normalizer") or {}
+        for key in ("mean", "rmsd"):
+            value = normalizer.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, float):
+                raise ConfigError(f"{path}: task '{task.get('name')}' normalizer {key} must be a float "
+                                  f"(write {float(value) if isinstance(value, int) else 1.0!r}), got {value!r}")
+        if isinstance(normalizer.get("rmsd"), float) and normalizer["rmsd"] <= 0:
+            raise ConfigError(f"{path}: task '{task.get('name')}' normalizer rmsd must be positive, "
+                              f"got {normalizer['rmsd']}")
+
+
+def check_sources(tree: dict, path: Path) -> None:
+    """Every ``splits.<split>.src`` path exists and, for a folder, holds dataset files."""
+    for where, node in _walk(tree):
+        splits = node.get("splits")
+        if not isinstance(splits, dict):
+            continue
+        for split, spec in splits.items():
+            sources = spec.get("src") if isinstance(spec, dict) else None
+            for src in [sources] if isinstance(sources, str) else (sources or []):
+                source = Path(src)
+                key = f"{where}.splits.{split}.src"
+                if not source.exists():
+                    raise ConfigError(f"{path}: {key}: {source} does not exist "
+                                      "(build it with leignn-data ... --output-format aselmdb)")
+                if source.is_dir() and not any(p.suffix in DATASET_SUFFIXES for p in source.iterdir()):
+                    raise ConfigError(f"{path}: {key}: {source} holds no dataset files "
+                                      f"({', '.join(DATASET_SUFFIXES)})")
+
+
+def check_config(path: Path, overrides: Sequence[str]) -> DictConfig:
+    """The composed config of ``path`` with ``overrides``, after the checks above; ConfigError otherwise."""
+    config = load_config(path, overrides)
+    tree = OmegaConf.to_container(config, resolve=True)
+    runner = tree.get("runner") or {}
+    tasks = [t for t in (runner.get("train_eval_unit") or {}).get("tasks") or [] if isinstance(t, dict)]
+    for where, node in _walk(tree):
+        backbone = node.get("backbone")
+        if isinstance(backbone, dict) and _resolves_to(backbone.get("model"), LEIGNNBackbone):
+            check_model(node, where, path, tasks)
+    check_normalizers(tasks, path)
+    check_losses(tasks, path)
+    check_sources(tree, path)
+    return config

@@ -1,0 +1,81 @@
+"""Errors of a 2.x LEIGNN checkpoint on labelled ``.aselmdb`` data, computed through fairchem's own
+``FAIRChemCalculator`` (what a user of the model gets): energy, energy per atom and force MAE."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from leignn_plugin.data.aselmdb_reader import read_rows
+from leignn_plugin.errors import UsageError
+from leignn_plugin.fairchem2.checkpoint import load_predict_unit
+
+
+@dataclass(frozen=True)
+class Errors:
+    """Mean absolute errors over ``structures`` labelled structures (forces over every component)."""
+
+    structures: int
+    energy_mae: float
+    energy_per_atom_mae: float
+    forces_mae: float
+    forces_mae_free_atoms: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def shards(source: Path) -> list[Path]:
+    """The ``.aselmdb`` files of ``source`` (a file or a folder of them)."""
+    if source.is_file() and source.suffix == ".aselmdb":
+        return [source]
+    found = sorted(source.glob("*.aselmdb")) if source.is_dir() else []
+    if not found:
+        raise UsageError(f"{source}: no .aselmdb files (build them with leignn-data ... --output-format aselmdb)")
+    return found
+
+
+def evaluate(checkpoint: Path, task: str, sources: list[Path], progress: bool = True,
+             trust_checkpoint: bool = False) -> Errors:
+    """The errors of ``checkpoint`` (task ``task``) on every labelled row of ``sources``."""
+    from fairchem.core import FAIRChemCalculator
+
+    files = [f for source in sources for f in shards(source)]
+    unit = load_predict_unit(checkpoint, trust_checkpoint=trust_checkpoint)
+    if task not in unit.dataset_to_tasks:
+        raise UsageError(f"{checkpoint} has no task '{task}' (its tasks: {', '.join(unit.dataset_to_tasks)})")
+    calc = FAIRChemCalculator(unit, task_name=task)
+    energy, per_atom, forces, free = [], [], [], []
+    rows = (row for path in files for row in read_rows(path))
+    for atoms, _ in tqdm(rows, desc="evaluating", unit="structure", disable=not progress, leave=False):
+        labels = atoms.calc.results if atoms.calc is not None else {}
+        if "energy" not in labels or "forces" not in labels:
+            continue
+        fixed = np.zeros(len(atoms), dtype=bool)
+        for constraint in atoms.constraints:
+            fixed[getattr(constraint, "index", [])] = True
+        atoms.calc = calc
+        error = abs(atoms.get_potential_energy() - float(labels["energy"]))
+        energy.append(error)
+        per_atom.append(error / len(atoms))
+        deviation = np.abs(atoms.get_forces(apply_constraint=False) - np.asarray(labels["forces"]))  # [n, 3]
+        forces.append(deviation)
+        free.append(deviation[~fixed])
+    if not energy:
+        raise UsageError(f"no structure with energy and forces in {', '.join(map(str, sources))}")
+    return Errors(structures=len(energy), energy_mae=float(np.mean(energy)),
+                  energy_per_atom_mae=float(np.mean(per_atom)), forces_mae=float(np.concatenate(forces).mean()),
+                  forces_mae_free_atoms=float(np.concatenate(free).mean()))
+
+
+def format_errors(errors: Errors, checkpoint: Path, task: str) -> str:
+    return "\n".join([
+        f"{checkpoint} (task {task}) on {errors.structures} structures",
+        f"  energy MAE           {errors.energy_mae:.4f} eV",
+        f"  energy MAE per atom  {errors.energy_per_atom_mae:.5f} eV/atom",
+        f"  force MAE            {errors.forces_mae:.4f} eV/Å",
+        f"  force MAE free atoms {errors.forces_mae_free_atoms:.4f} eV/Å",
+    ])

@@ -1,0 +1,59 @@
+"""What the generic suite and the cross-host check need from fairchem 2.x: ASE structures as one
+``AtomicData`` batch, and a LEIGNN ``HydraModel`` with flat outputs, built from core weights."""
+
+from __future__ import annotations
+
+import torch
+from ase import Atoms
+from fairchem.core.datasets.atomic_data import AtomicData, atomicdata_list_to_batch
+from fairchem.core.models.base import HydraModel
+from torch import nn
+
+from leignn_plugin.fairchem2.convert import hydra_config, state_dict_2x
+
+
+def atoms_batch(atoms_list: list[Atoms], dtype: torch.dtype = torch.float32):
+    """Convert with ``AtomicData.from_ase`` (as FAIRChemCalculator does) and collate into one batch.
+
+    ``from_ase`` wraps positions into the cell; the exact given positions are put back in ``dtype``, so
+    that checks moving an atom to its periodic image see the moved atom.
+    """
+    data_list = []
+    for k, atoms in enumerate(atoms_list):
+        data = AtomicData.from_ase(atoms, sid=str(k), target_dtype=dtype)
+        data.pos = torch.tensor(atoms.get_positions(), dtype=dtype)  # [n, 3]
+        data_list.append(data)
+    return atomicdata_list_to_batch(data_list)
+
+
+class FlatOutputs(nn.Module):
+    """A ``HydraModel`` whose nested outputs (``{"energy": {"energy": E}}``, stress [B, 9]) are given flat,
+    as the core's: ``energy`` [B], ``forces`` [N, 3], ``stress`` [B, 3, 3]."""
+
+    def __init__(self, model: HydraModel) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def backbone(self):
+        """The LEIGNN backbone (its cutoff and options), as on the 1.10 model."""
+        return self.model.backbone
+
+    def forward(self, data) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, value in self.model(data).items():
+            tensor = value[name] if isinstance(value, dict) and name in value else value
+            out[name] = tensor.view(-1, 3, 3) if name == "stress" else tensor
+        return out
+
+
+def potential(options: dict, core_state: dict | None = None, dtype: torch.dtype = torch.float64) -> FlatOutputs:
+    """The 2.x LEIGNN ``HydraModel`` of the representation ``options`` (the converter's layout of heads),
+    in eval mode and ``dtype``, with the core potential's weights ``core_state`` when given."""
+    conservative = options.get("regress_forces", True) and not options.get("direct_forces", True)
+    config = hydra_config(options, conservative)
+    config.pop("_target_")
+    model = HydraModel(**config)
+    if core_state is not None:
+        model.load_state_dict(state_dict_2x(core_state, conservative), strict=True)
+    return FlatOutputs(model.to(dtype)).eval()

