@@ -45,14 +45,21 @@ $(STAMP2): pyproject.toml
 	@$(BIN2)/python -c "import torch; print('fairchem2 venv: torch', torch.__version__, '(CUDA build)' if torch.version.cuda else '(CPU build)')"
 	@touch $(STAMP2)
 
-test: test-fairchem1 test-fairchem2
+TEST1 = $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+TEST2 = $(BIN2)/python -m pytest -c tests_fairchem2/pytest.ini tests_fairchem2 -m "not slow" $(PYTEST_ARGS)
+
+# both environments first: each suite checks its host against the other one (cross-host tests)
+test: $(STAMP) $(STAMP2)
+	$(BIN)/ruff check .
+	$(TEST1)
+	$(TEST2)
 
 test-fairchem1: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(TEST1)
 
 test-fairchem2: $(STAMP2)
-	$(BIN2)/python -m pytest -c tests_fairchem2/pytest.ini tests_fairchem2 -m "not slow" $(PYTEST_ARGS)
+	$(TEST2)
 
 test-all: $(STAMP) $(STAMP2)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

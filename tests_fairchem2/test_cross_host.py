@@ -40,6 +40,7 @@ def test_fairchem2_agrees_with_fairchem1(name, structures, tmp_path):
     ours = predictions(options, state, read(structures, ":"))
     assert set(ours) == set(reference.files)
     for key in ours:
+        assert np.isfinite(reference[key]).all() and np.isfinite(ours[key]).all(), key
         scale = max(1.0, float(np.abs(reference[key]).max()))
         deviation = float(np.abs(ours[key] - reference[key]).max())
         assert deviation <= 1e-10 * scale, f"{key}: 2.x and 1.10 differ by {deviation:.3e}"

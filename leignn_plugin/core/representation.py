@@ -115,7 +115,8 @@ class LEIGNNRepresentation(nn.Module):
 
     def forward(self, graph: AtomGraph) -> dict[str, torch.Tensor | None]:
         """Embeddings of ``graph``: node_scalar [N, F], node_vector [N, 3, F], global_scalar [B, F],
-        global_vector [B, 3, F], and what the heads differentiate (pos, cell, displacement)."""
+        global_vector [B, 3, F], what the heads differentiate (pos, cell, displacement) and which
+        structures are periodic (periodic [B])."""
         with torch.set_grad_enabled(torch.is_grad_enabled() or self.conservative):
             return self._embed(graph)
 
@@ -159,4 +160,5 @@ class LEIGNNRepresentation(nn.Module):
             "pos": pos,
             "cell": cell,
             "displacement": displacement,
+            "periodic": graph.pbc.any(dim=1),  # [B]: which structures have a stress
         }

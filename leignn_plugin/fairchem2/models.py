@@ -245,10 +245,7 @@ class LEIGNNConservativeHead(LEIGNNHead):
             out = energy_forces_stress(emb, self.energy_head, None, True, self.training)
         result = {"energy": {"energy": out["energy"]}, "forces": {"forces": out["forces"]}}
         if "stress" in out:
-            stress = out["stress"]  # [B, 3, 3]
-            # a molecule in a batch with periodic structures has no volume: its stress is zero, not 0/0
-            finite = torch.isfinite(stress).all(dim=(1, 2), keepdim=True)  # [B, 1, 1]
-            result["stress"] = {"stress": torch.where(finite, stress, torch.zeros_like(stress)).view(-1, 9)}
+            result["stress"] = {"stress": out["stress"].view(-1, 9)}  # [B, 9]; zero without a cell
         elif self.regress_config.stress:
             # only molecules in this batch: no cell to strain, zero stress (what ASE gets for them)
             result["stress"] = {"stress": out["energy"].new_zeros((out["energy"].shape[0], 9))}

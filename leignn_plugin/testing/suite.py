@@ -88,6 +88,15 @@ def test_stress_matches_strain_derivative(build, name):
     checks.check_stress_is_strain_derivative(build(name), bulk_cell(), rtol=1e-8)
 
 
+@pytest.mark.parametrize("name", [n for n, c in MODEL_CONFIGS.items() if c.get("regress_stress")])
+def test_stress_of_a_molecule_batched_with_a_crystal_is_zero(build, name):
+    model = build(name)
+    together = checks.predict(model, [bulk_cell(), organic_molecule()], torch.float64)
+    alone = checks.predict(model, [bulk_cell()], torch.float64)
+    checks.assert_close(together["stress"][0], alone["stress"][0], 1e-9, "stress of the crystal in the batch")
+    assert not together["stress"][1].any(), "a molecule has no stress"
+
+
 def test_every_parameter_gets_a_gradient(build, model_name):
     model = build(model_name, torch.float32)
     checks.check_all_parameters_used(model, [bulk_cell(), slab_with_adsorbate()], torch.float32)

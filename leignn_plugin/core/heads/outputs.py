@@ -31,7 +31,7 @@ def energy_forces_stress(
         out["forces"] = force_head(emb["node_vector"], pos.dtype)  # [N, 3]
         return out
     forces, stress = conservative_forces_and_stress(energy, pos, emb["displacement"], emb["cell"],
-                                                    create_graph=training)
+                                                    create_graph=training, periodic=emb.get("periodic"))
     out["forces"] = forces  # [N, 3]
     if stress is not None:
         out["stress"] = stress  # [B, 3, 3]
