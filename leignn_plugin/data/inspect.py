@@ -121,17 +121,10 @@ def inspect_dataset(path: Path) -> DatasetStats:
     if any(path.glob("*.aselmdb")):
         return _read_aselmdb_dataset(path)
     # fairchem 1.x and torch_geometric read these records: imported only here
-    from leignn_plugin.data.safe_records import SafeLmdbDataset, check_lmdb_dataset, close_lmdb_dataset
+    from leignn_plugin.data.safe_records import opened_lmdb_dataset
 
-    check_lmdb_dataset(path)
-    try:
-        dataset = SafeLmdbDataset({"src": str(path)})
-    except Exception as exc:
-        raise DataError(f"{path}: cannot be opened as a fairchem LMDB dataset ({exc})") from exc
-    try:
+    with opened_lmdb_dataset(path) as dataset:
         return _read_dataset(path, dataset)
-    finally:
-        close_lmdb_dataset(dataset)
 
 
 def _read_aselmdb_dataset(path: Path) -> DatasetStats:

@@ -25,7 +25,7 @@ from leignn_plugin.data.conventions import ENERGY_KEYS, FORCES_KEYS
 from leignn_plugin.data.errors import DataError
 from leignn_plugin.data.frame import ExtraValue, Frame
 from leignn_plugin.data.inspect import find_datasets
-from leignn_plugin.data.safe_records import SafeLmdbDataset, close_lmdb_dataset, open_lmdb_dataset
+from leignn_plugin.data.safe_records import SafeLmdbDataset, opened_lmdb_dataset
 
 IS2RE_FIELDS: tuple[str, ...] = ("y_init", "y_relaxed", "pos_relaxed")
 """Per-record fields of OC20 IS2RE/IS2RS datasets, kept as extras."""
@@ -70,16 +70,8 @@ class LmdbRecords:
 @contextmanager
 def open_lmdb_records(path: Path) -> Iterator[LmdbRecords]:
     """Open one LMDB dataset (file or directory) safely; its files are closed on leaving."""
-    try:
-        dataset = open_lmdb_dataset(path)
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(f"{path}: cannot be opened as a fairchem LMDB dataset ({exc})") from None
-    try:
+    with opened_lmdb_dataset(path) as dataset:
         yield LmdbRecords(path, dataset)
-    finally:
-        close_lmdb_dataset(dataset)
 
 
 def record_to_frame(data: Any, *, origin: str, index: int) -> Frame:

@@ -183,6 +183,22 @@ def open_lmdb_dataset(src: str | os.PathLike[str], where: str = "", **options: A
     return SafeLmdbDataset({"src": str(src), **options})
 
 
+@contextlib.contextmanager
+def opened_lmdb_dataset(path: str | os.PathLike[str]) -> Iterator[SafeLmdbDataset]:
+    """:func:`open_lmdb_dataset` for the length of a ``with`` block, its files closed on leaving; a
+    dataset fairchem's reader cannot open is one :class:`DataError` line."""
+    try:
+        dataset = open_lmdb_dataset(path)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: cannot be opened as a fairchem LMDB dataset ({exc})") from None
+    try:
+        yield dataset
+    finally:
+        close_lmdb_dataset(dataset)
+
+
 def close_lmdb_dataset(dataset: LmdbDataset) -> None:
     """Close a dataset's LMDB files now (an LMDB file can be open only once per process)."""
     for env in getattr(dataset, "envs", [getattr(dataset, "env", None)]):
