@@ -31,6 +31,10 @@ _UNREADABLE = (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFErro
                ImportError, KeyError, IndexError, TypeError, ValueError, struct.error)
 
 
+LEGACY_TARGET_NAMES = {"target": "energy", "grad_target": "forces"}
+"""Normalizer names of older fairchem 1.x checkpoints and what they are now."""
+
+
 class CheckpointError(UsageError, ValueError):
     """A checkpoint that cannot serve as a LEIGNN potential, or a file refused by the safe load; the
     message is one line naming the file."""
@@ -130,3 +134,16 @@ def check_state_dict(state: object, path: Path) -> None:
             raise CheckpointError(f"{path}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
 
 
+def copy_ema(model: torch.nn.Module, ema_state: dict, path: Path) -> None:
+    """Put the EMA shadow weights of a fairchem 1.x checkpoint in place, in the order fairchem's
+    ExponentialMovingAverage keeps them (the model's parameters that require grad)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    shadow = ema_state.get("shadow_params") or []
+    if len(shadow) != len(params):
+        raise CheckpointError(f"{path}: the EMA holds {len(shadow)} tensors but the model has {len(params)} parameters")
+    with torch.no_grad():
+        for param, value in zip(params, shadow):
+            if param.shape != value.shape:
+                raise CheckpointError(f"{path}: EMA tensor of shape {tuple(value.shape)} does not fit a parameter "
+                                      f"of shape {tuple(param.shape)}")
+            param.copy_(value)

@@ -32,14 +32,14 @@ from fairchem.core.modules.normalization.normalizer import Normalizer, create_no
 from torch import nn
 
 from leignn_plugin.adapters.checkpoint_files import (
+    LEGACY_TARGET_NAMES,
     CheckpointError,
     check_state_dict,
+    copy_ema,
     not_leignn,
 )
 from leignn_plugin.adapters.checkpoint_files import read_checkpoint as read_checkpoint_file
 from leignn_plugin.fairchem1.models import LEIGNN, LEIGNNBackbone
-
-LEGACY_TARGET_NAMES = {"target": "energy", "grad_target": "forces"}
 
 
 @dataclass
@@ -99,20 +99,6 @@ def _check_keys(model: nn.Module, state: Mapping, path: Path) -> None:
         raise CheckpointError(f"{path}: weights do not match the model in its config: {', '.join(parts)}")
 
 
-def _copy_ema(model: nn.Module, ema_state: dict, path: Path) -> None:
-    """Put the EMA shadow weights in place, in the order fairchem's ExponentialMovingAverage keeps."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    shadow = ema_state.get("shadow_params") or []
-    if len(shadow) != len(params):
-        raise CheckpointError(f"{path}: the EMA holds {len(shadow)} tensors but the model has {len(params)} parameters")
-    with torch.no_grad():
-        for param, value in zip(params, shadow):
-            if param.shape != value.shape:
-                raise CheckpointError(f"{path}: EMA tensor of shape {tuple(value.shape)} does not fit a parameter "
-                                      f"of shape {tuple(param.shape)}")
-            param.copy_(value)
-
-
 def leignn_model(checkpoint: dict, path: Path, use_ema: bool = True) -> tuple[nn.Module, bool]:
     """The LEIGNN (or hydra on its backbone) of ``checkpoint`` with its weights, on CPU in float32,
     and whether the EMA weights were put in (``use_ema``, when the trainer kept them)."""
@@ -139,7 +125,7 @@ def leignn_model(checkpoint: dict, path: Path, use_ema: bool = True) -> tuple[nn
     ema_state = checkpoint.get("ema")
     used_ema = bool(use_ema and ema_state and (config.get("optim") or {}).get("ema_decay"))
     if used_ema:
-        _copy_ema(model, ema_state, path)
+        copy_ema(model, ema_state, path)
     return model, used_ema
 
 

@@ -17,7 +17,12 @@ from pathlib import Path
 import torch
 from fairchem.core.units.mlip_unit.api.inference import MLIPInferenceCheckpoint
 
-from leignn_plugin.adapters.checkpoint_files import CheckpointError, check_state_dict, read_checkpoint
+from leignn_plugin.adapters.checkpoint_files import (
+    LEGACY_TARGET_NAMES,
+    CheckpointError,
+    copy_ema,
+    read_checkpoint,
+)
 from leignn_plugin.core.model import LEIGNNPotential
 
 BACKBONE = "leignn_plugin.fairchem2.models.LEIGNNBackbone"
@@ -29,7 +34,6 @@ HEADS = {
 # options of the 1.10 adapter that fairchem 2.x has no use for (graphs are always searched on the fly,
 # periodicity comes with every structure)
 HOST1_ONLY_OPTIONS = ("use_pbc", "use_pbc_single", "otf_graph")
-LEGACY_TARGET_NAMES = {"target": "energy", "grad_target": "forces"}
 
 
 def is_leignn_1x(model_config: dict) -> bool:
@@ -66,13 +70,7 @@ def _core_weights(checkpoint: dict, path: Path, options: dict, use_ema: bool) ->
         raise CheckpointError(f"{path}: weights do not match the LEIGNN in its config ({first[:300]})") from None
     ema = checkpoint.get("ema")
     if use_ema and ema and (checkpoint["config"].get("optim") or {}).get("ema_decay"):
-        params = [p for p in potential.parameters() if p.requires_grad]
-        shadow = ema.get("shadow_params") or []
-        if len(shadow) != len(params) or any(p.shape != s.shape for p, s in zip(params, shadow)):
-            raise CheckpointError(f"{path}: the EMA does not fit the model's {len(params)} parameters")
-        with torch.no_grad():
-            for param, value in zip(params, shadow):
-                param.copy_(value)
+        copy_ema(potential, ema, path)
     return potential.state_dict()
 
 
@@ -128,7 +126,7 @@ def hydra_config(options: dict, conservative: bool) -> dict:
             "heads": heads, "pass_through_head_outputs": conservative}
 
 
-def state_dict_2x(core: dict[str, torch.Tensor], conservative: bool) -> dict[str, torch.Tensor]:
+def state_dict_2x(core: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Core names (``backbone.*``, ``energy_head.*``, ``force_head.*``) as the 2.x model's names."""
     out = {}
     for key, value in core.items():
@@ -150,7 +148,6 @@ def convert_checkpoint(src: str | Path, dst: str | Path, dataset: str = "leignn"
     """
     src, dst = Path(src), Path(dst)
     checkpoint = read_checkpoint(src, trust_checkpoint, is_leignn_1x)
-    check_state_dict(checkpoint["state_dict"], src)
     options = core_options(dict(checkpoint["config"]["model"]))
     try:
         core = _core_weights(checkpoint, src, options, use_ema)
@@ -160,7 +157,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, dataset: str = "leignn"
         raise CheckpointError(f"{src}: cannot build LEIGNN from its config ({err})") from None
     conservative = bool(options.get("regress_forces", True)) and not options.get("direct_forces", True)
     stress = conservative and bool(options.get("regress_stress", False))
-    weights = state_dict_2x(core, conservative)
+    weights = state_dict_2x(core)
     inference = MLIPInferenceCheckpoint(
         model_config=hydra_config(options, conservative),
         model_state_dict=weights,

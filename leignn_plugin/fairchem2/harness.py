@@ -55,5 +55,5 @@ def potential(options: dict, core_state: dict | None = None, dtype: torch.dtype 
     config.pop("_target_")
     model = HydraModel(**config)
     if core_state is not None:
-        model.load_state_dict(state_dict_2x(core_state, conservative), strict=True)
+        model.load_state_dict(state_dict_2x(core_state), strict=True)
     return FlatOutputs(model.to(dtype)).eval()
