@@ -96,7 +96,13 @@ class LEIGNNBackbone(LEIGNNRepresentation, BackboneInterface):
         return {**super().option_rules(), **GRAPH_OPTIONS}
 
     def forward(self, data) -> dict[str, torch.Tensor | None]:
-        """Embeddings of an ``AtomicData`` batch (see ``LEIGNNRepresentation.forward``)."""
+        """Embeddings of an ``AtomicData`` batch (see ``LEIGNNRepresentation.forward``).
+
+        The batch also gets ``batch_full`` and ``atomic_numbers_full``, the names under which fairchem's
+        element references (``ElementReferences.undo_refs``) read every atom of a structure, as fairchem's
+        own backbones set them."""
+        data["atomic_numbers_full"] = data["atomic_numbers"]
+        data["batch_full"] = data["batch"]
         if self.speed_paths:
             prepare_for_device(self, data.pos.device)
         num_graphs = data.natoms.numel()
