@@ -28,4 +28,7 @@ if __name__ == "__main__":
     except ImportError as err:
         print(f"leignn: error: {broken_install(err)}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C while fairchem imports: nothing started, nothing written
+        print("leignn: interrupted during start-up", file=sys.stderr)
+        sys.exit(130)
     sys.exit(main())

@@ -7,15 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=${BENCH:-.venv/bin/leignn-bench}
 OUT=${OUT:-benchmarks/results}
-"$BENCH" models --models leignn,painn-512x4,painn-512x4-flushed,painn,schnet --repeats 3 --threads 2 --out "$OUT"
+"$BENCH" models --models leignn,painn-512x4,painn-512x4-flushed,painn,schnet --repeats 3 --threads 2 --out "$OUT" --overwrite
 for model in dimenet++ gemnet-oc equiformer-v2; do
   # the memory cap is on address space, which runs above resident memory: give these room
   # (GemNet-OC's training step takes about 20 GiB: run this on an otherwise idle 24 GiB machine)
   "$BENCH" models --models "$model" --repeats 1 --threads 2 --memory-budget-gib "${HEAVY_BUDGET_GIB:-21}" \
-    --out "$OUT/$model"
+    --out "$OUT/$model" --overwrite
 done
-"$BENCH" compiled --repeats 15 --threads 2 --out "$OUT"
-"$BENCH" md --sizes 1000,10000,100000 --steps 1 --threads 2 --out "$OUT"
+"$BENCH" compiled --repeats 15 --threads 2 --out "$OUT" --overwrite
+"$BENCH" md --sizes 1000,10000,100000 --steps 1 --threads 2 --out "$OUT" --overwrite
 # the same size through the user-facing MD command (calculator, Verlet list, default edge chunks)
 LARGE=${LARGE_MD_DIR:-/tmp/leignn_large_md}
 .venv/bin/python benchmarks/md_checkpoint.py --atoms 100000 --out "$LARGE"

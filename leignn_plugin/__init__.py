@@ -28,17 +28,26 @@ def _fairchem_major() -> int | None:
         return None
 
 
-HOST_FAIRCHEM = _fairchem_major()
+try:  # Ctrl-C during fairchem's import ends a leignn-* command with one line, and its noise is dropped (console.py)
+    from leignn_plugin.console import quiet_host_import
 
-if HOST_FAIRCHEM == 1:
-    from leignn_plugin import fairchem1  # registers the names in fairchem's registry
+    with quiet_host_import():
+        HOST_FAIRCHEM = _fairchem_major()
 
-    globals().update({name: getattr(fairchem1, name) for name in fairchem1.__all__})
-    __all__ = ["HOST_FAIRCHEM", "__version__", *fairchem1.__all__]
-elif HOST_FAIRCHEM == 2:
-    from leignn_plugin import fairchem2  # registers the short names in fairchem 2.x's registry
+        if HOST_FAIRCHEM == 1:
+            from leignn_plugin import fairchem1  # registers the names in fairchem's registry
 
-    globals().update({name: getattr(fairchem2, name) for name in fairchem2.__all__})
-    __all__ = ["HOST_FAIRCHEM", "__version__", *fairchem2.__all__]
-else:
-    __all__ = ["HOST_FAIRCHEM", "__version__"]
+            globals().update({name: getattr(fairchem1, name) for name in fairchem1.__all__})
+            __all__ = ["HOST_FAIRCHEM", "__version__", *fairchem1.__all__]
+        elif HOST_FAIRCHEM == 2:
+            from leignn_plugin import fairchem2  # registers the short names in fairchem 2.x's registry
+
+            globals().update({name: getattr(fairchem2, name) for name in fairchem2.__all__})
+            __all__ = ["HOST_FAIRCHEM", "__version__", *fairchem2.__all__]
+        else:
+            __all__ = ["HOST_FAIRCHEM", "__version__"]
+except KeyboardInterrupt:
+    from leignn_plugin.console import interrupted_during_start_up
+
+    interrupted_during_start_up()
+    raise

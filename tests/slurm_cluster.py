@@ -76,7 +76,8 @@ JobCompType=jobcomp/none
 SlurmdParameters=config_overrides
 ReturnToService=2
 JobRequeue=1
-KillWait=2
+# between SIGTERM and SIGKILL a terminated rank finishes its step and saves, even on a loaded machine
+KillWait=10
 MinJobAge=3600
 InactiveLimit=0
 MailProg=/bin/true
@@ -165,11 +166,16 @@ def _pid(path: Path) -> int | None:
 
 def _stop(cluster: SlurmCluster) -> None:
     root = cluster.root
+    # read first: a daemon that is shutting down removes its pid file before it has exited
+    pids = [_pid(root / f"slurmd-{n}.pid") for n in NODES] + [_pid(root / "slurmctld.pid")]
     jobs = cluster.run("squeue", "-h", "-o", "%i", check=False).stdout.split()
     if jobs:
+        # a job left by a failed test: let its steps end while slurmctld and munged still answer them
         cluster.run("scancel", *jobs, check=False)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and cluster.run("squeue", "-h", "-o", "%i", check=False).stdout.split():
+            time.sleep(0.5)
     cluster.run("scontrol", "shutdown", check=False)
-    pids = [_pid(root / f"slurmd-{n}.pid") for n in NODES] + [_pid(root / "slurmctld.pid")]
     deadline = time.monotonic() + 15
     for pid in filter(None, pids):
         while time.monotonic() < deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,56 @@ def test_broken_install(tmp_path):
     env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
     line = one_error_line(run_main_py("--mode", "train", "--config-yml", "configs/demo/leignn_s2ef.yml", env=env))
     assert "broken install" in line and "torch_scatter" in line and "make install" in line
+
+
+def interrupting_fairchem(folder: Path) -> dict:
+    """An environment whose ``import fairchem`` raises KeyboardInterrupt: Ctrl-C during that import."""
+    (folder / "fairchem").mkdir()
+    (folder / "fairchem" / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
+
+
+def test_ctrl_c_during_start_up(tmp_path):
+    """Before the model or trainer exists (fairchem's import takes seconds): one line, exit 130."""
+    env = interrupting_fairchem(tmp_path)
+    md = Path(sys.executable).parent / "leignn-md"
+    for prog, proc in (
+        ("leignn", run_main_py("--mode", "train", "--config-yml", "configs/demo/leignn_s2ef.yml", env=env)),
+        ("leignn-md", subprocess.run([str(md), "analyze", str(tmp_path)], capture_output=True, text=True, env=env,
+                                     timeout=300)),
+    ):
+        assert proc.returncode == 130, proc.stderr[-2000:]
+        assert proc.stderr.splitlines() == [f"{prog}: interrupted during start-up"], proc.stderr[-2000:]
+
+
+def test_ctrl_c_while_checking_the_config(monkeypatch, capsys):
+    from leignn_plugin.fairchem1 import cli
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_checked_config", interrupted)
+    assert cli.main(["--mode", "train", "--config-yml", "configs/demo/leignn_s2ef.yml", "--cpu"]) == 130
+    assert capsys.readouterr().err.splitlines() == ["leignn: interrupted"]
+
+
+def test_ranks_get_the_import_filters():
+    """The ranks main.py starts import fairchem again: its noise is filtered there, other warnings are not."""
+    from leignn_plugin.console import rank_warnings
+
+    env = {**os.environ, "PYTHONWARNINGS": rank_warnings(os.environ.get("PYTHONWARNINGS"))}
+    code = ("import warnings; import fairchem.core.models.escn.so3, fairchem.core.models.equiformer_v2.wigner; "
+            "warnings.warn('a warning of its own', FutureWarning)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and "torch.load" not in proc.stderr, proc.stderr
+    assert "FutureWarning: a warning of its own" in proc.stderr
+
+
+def test_fairchem_import_noise_is_filtered():
+    """A refused config is the only line: fairchem's import-time torch.load FutureWarnings are not shown."""
+    proc = run_main_py("--mode", "train", "--config-yml", "configs/demo/leignn_s2ef.yml", "--cpu",
+                       "--optim.max_epoch=1")
+    assert proc.stderr.splitlines() == [one_error_line(proc)], proc.stderr
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(REPO_ROOT / "configs")) for p in CONFIGS])

@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from fairchem.core.datasets import LmdbDataset
 from torch_geometric.data import Data
 
 from leignn_plugin.data.cli import main
+from leignn_plugin.data.lmdb_check import read_header
 from leignn_plugin.data.lmdb_writer import write_lmdb_shards
 from leignn_plugin.data.md17_source import load_md17
 
@@ -255,6 +257,60 @@ def test_crafted_record_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture
     line = failing(["to-aselmdb", str(tmp_path / "lmdb"), str(out)], capsys, out)
     assert "record 0" in line and "refused to unpickle" in line
     assert not payload_marker.exists()
+
+
+# --- files from elsewhere: truncated, malformed rows (issue 21) ---------------------------------------
+
+
+def aselmdb_dataset(folder: Path, n_frames: int = 12) -> Path:
+    """``n_frames`` labelled Cu cells as one ``.aselmdb`` shard in ``folder``; returns the shard."""
+    traj = write_traj(folder.parent / f"{folder.name}.traj", bulk_images(n_frames))
+    assert main(["from-ase", str(traj), "--out", str(folder), "--output-format", "aselmdb", "--quiet"]) == 0
+    return sorted(folder.glob("*.aselmdb"))[0]
+
+
+def inspect(folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "leignn_plugin.data", "inspect", str(folder)], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+
+
+def test_truncated_aselmdb_to_inspect(tmp_path: Path, bad_input) -> None:
+    """Checked from its header like an .lmdb file, before lmdb maps it (a SIGBUS otherwise)."""
+    shard = aselmdb_dataset(tmp_path / "truncated")
+    page = read_header(shard).page_size
+    with open(shard, "r+b") as stream:  # at a page boundary: lmdb reads a page wholly past the end, a SIGBUS
+        stream.truncate(shard.stat().st_size // 2 // page * page)
+    proc = inspect(tmp_path / "truncated")
+    assert proc.returncode != -7, "SIGBUS: lmdb mapped the truncated file"
+    line = error_line(proc.returncode, proc.stderr, "leignn-data")
+    assert line.startswith(f"leignn-data: error: {shard} is truncated (") and "are in use)" in line, line
+    bad_input("truncated .aselmdb (inspect)", "leignn-data inspect DIR", line)
+
+
+def _huge_array(record: dict) -> dict:
+    record["positions"] = {"__ndarray__": [[10**12, 3], "float64", [0.0, 0.0, 0.0]]}
+    return record
+
+
+MALFORMED_ROWS = {  # kind: (row 2's JSON from the written one, what inspect says after "<file>: row 2")
+    "a JSON list": (lambda record: [1, 2, 3], ": it is a JSON list, not an ASE database row (an object)"),
+    "an array declaring 10**12 rows": (_huge_array, ": an array declares the shape (1000000000000, 3) but holds 3 values"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED_ROWS))
+def test_malformed_aselmdb_row_to_inspect(kind: str, tmp_path: Path, bad_input) -> None:
+    """One line naming file and row; a declared shape is never allocated before its values fill it."""
+    shard = aselmdb_dataset(tmp_path / "rows", 4)
+    env = lmdb.open(str(shard), subdir=False, map_size=1 << 26, lock=False)
+    with env.begin(write=True) as txn:
+        record = json.loads(zlib.decompress(txn.get(b"2")))
+        txn.put(b"2", zlib.compress(json.dumps(MALFORMED_ROWS[kind][0](record)).encode()))
+    env.close()
+    proc = inspect(tmp_path / "rows")
+    line = error_line(proc.returncode, proc.stderr, "leignn-data")
+    assert line == f"leignn-data: error: {shard}: row 2{MALFORMED_ROWS[kind][1]}"
+    bad_input(f".aselmdb row holding {kind}", "leignn-data inspect DIR", line)
 
 
 FAIRCHEM2_CHECK = """

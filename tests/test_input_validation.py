@@ -384,3 +384,90 @@ def test_other_lmdb_readers_check_first(tmp_path, demo_data):
         dataset_ids(tmp_path / "truncated", "--id-lmdb")
     with pytest.raises(DataError, match="is truncated"):
         read_structure(file)
+
+
+# --- datasets a run cannot use as given ------------------------------------------------------------------
+
+
+def test_the_same_data_for_train_and_val(tmp_path, demo_data, bad_input):
+    """Also through a symbolic link: fairchem would pick the best checkpoint on its training data."""
+    train, link = tmp_path / "train", tmp_path / "val_link"
+    shutil.copytree(demo_data / "oc20_s2ef" / "train", train)
+    link.symlink_to(train, target_is_directory=True)
+    proc = train_with_config(REPO_ROOT / DEMO_CONFIG, tmp_path / "run", *splits(demo_data, train=train, val=link))
+    line = refused(proc, tmp_path / "run")
+    assert line == (f"leignn: error: dataset.val.src and dataset.train.src are the same data ({train.resolve()}): "
+                    "fairchem would validate on the training data and keep the checkpoint that fits it best; give "
+                    "a separate validation split")
+    bad_input("the same data for train and val", "main.py --mode train ... --dataset.val.src=TRAIN_DIR", line)
+
+
+def test_is2re_data_under_an_s2ef_config(tmp_path, demo_data, bad_input):
+    is2re = tmp_path / "is2re"
+    shutil.copytree(demo_data / "oc20_is2re" / "train", is2re)
+    proc = train_with_config(REPO_ROOT / DEMO_CONFIG, tmp_path / "run", *splits(demo_data, train=is2re))
+    line = refused(proc, tmp_path / "run")
+    assert line.startswith(f"leignn: error: dataset.train.src: {is2re}, record 0 has no 'y' (key_mapping y -> "
+                           "energy), which the run fits; it holds "), line
+    assert "y_relaxed" in line
+    bad_input("IS2RE data under an S2EF config", "main.py --mode train --config-yml S2EF_CONFIG "
+              "--dataset.train.src=IS2RE_DIR", line)
+
+
+# --- optim values --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("--optim.batch_size=0", "optim.batch_size must be a positive integer, got 0 (in --optim.batch_size=0)"),
+    ("--optim.batch_size=abc", "optim.batch_size must be a positive integer, got 'abc' (in --optim.batch_size=abc)"),
+    ("--optim.lr_initial=-0.001", "optim.lr_initial must be a positive number, got -0.001 (in --optim.lr_initial=-0.001)"),
+    ("--optim.max_epochs=abc", "optim.max_epochs must be a positive integer, got 'abc' (in --optim.max_epochs=abc)"),
+])
+def test_optim_value_through_main_py(tmp_path, bad_input, override, message):
+    proc = train_with_config(REPO_ROOT / DEMO_CONFIG, tmp_path / "run", override)
+    line = refused(proc, tmp_path / "run")
+    assert line == f"leignn: error: {message}"
+    bad_input(f"an optim value fairchem cannot use ({override.removeprefix('--')})",
+              f"main.py --mode train --config-yml {DEMO_CONFIG} {override}", line)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("batch_size", "abc", "optim.batch_size must be a positive integer, got 'abc'"),
+    ("batch_size", True, "optim.batch_size must be a positive integer, got True"),
+    ("eval_batch_size", 0, "optim.eval_batch_size must be a positive integer, got 0"),
+    ("lr_initial", -0.001, "optim.lr_initial must be a positive number, got -0.001"),
+    ("lr_initial", float("nan"), "optim.lr_initial must be a positive number, got nan"),
+    ("num_workers", -1, "optim.num_workers must be an integer >= 0, got -1"),
+    ("ema_decay", 1.5, "optim.ema_decay must be a number in [0, 1), or null (0 or null: no EMA), got 1.5"),
+    ("clip_grad_norm", "big", "optim.clip_grad_norm must be a number >= 0, or false/null"),
+    ("checkpoint_every", 0, "optim.checkpoint_every must be a positive integer (or -1: never), got 0"),
+    ("eval_every", 2.5, "optim.eval_every must be a positive integer, got 2.5"),
+])
+def test_optim_values_are_checked(key, value, message):
+    config = build(REPO_ROOT / DEMO_CONFIG)
+    config["optim"][key] = value
+    assert refusal(config).startswith(f"config x.yml: {message}")
+
+
+# --- the model's size ------------------------------------------------------------------------------------
+
+
+def test_a_model_too_large_to_build(tmp_path, bad_input):
+    proc = train_with_config(demo_config(tmp_path, hidden_channels=10**12), tmp_path / "run")
+    line = refused(proc, tmp_path / "run")
+    assert "model.hidden_channels=1000000000000" in line and "more than the 4.3e+09 allowed" in line
+    bad_input("a model too large to build (hidden_channels: 10**12)", "main.py --mode train --config-yml CONFIG", line)
+    with pytest.raises(OptionError, match=r"num_layers=1000000, .* make a model of 9\.5e\+10 parameters"):
+        LEIGNN(hidden_channels=64, num_layers=10**6)  # refused before any layer is allocated
+
+
+@pytest.mark.parametrize("options", [{}, {"hidden_channels": 16, "num_layers": 1, "num_rbf": 8},
+                                     {"hidden_channels": 32, "num_layers": 3, "virtual_node": False},
+                                     {"hidden_channels": 24, "num_elements": 30, "direct_forces": False},
+                                     {"hidden_channels": 8, "num_layers": 2, "node_update": "painn"}])
+def test_the_size_estimate_is_the_built_models_count(options):
+    from leignn_plugin.core.model import LEIGNNPotential
+    from leignn_plugin.core.options import estimated_parameters
+
+    model = LEIGNNPotential(**options)
+    assert estimated_parameters(options) == sum(p.numel() for p in model.parameters())

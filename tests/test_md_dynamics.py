@@ -131,11 +131,13 @@ def test_cli_reports_bad_input_in_one_line(md_models, structure, tmp_path, capsy
         (["run", "--checkpoint", str(md_models.conservative), "--structure", str(tmp_path / "none.xyz"),
           "--steps", "1"], "structure file not found"),
         (["run", "--checkpoint", str(md_models.conservative), "--structure", str(structure), "--steps", "0"],
-         "--steps must be >= 1"),
+         "--steps must be an integer >= 1, got 0"),
         (["run", "--checkpoint", str(md_models.conservative), "--structure", str(structure), "--steps", "5",
           "--temperature", "2e5"], "lies outside the sane range 0.1..100000 K"),
         (["run", "--checkpoint", str(md_models.conservative), "--structure", str(structure), "--steps", "5",
-          "--edge-chunk-mib", "-1"], "--edge-chunk-mib must be positive"),
+          "--edge-chunk-mib", "-1"], "--edge-chunk-mib must be a positive number"),
+        (["run", "--checkpoint", str(md_models.conservative), "--structure", str(structure), "--steps", "5",
+          "--skin", "nan"], "--skin must be a number >= 0 (Å), got nan"),
         (["analyze", str(tmp_path)], "is not an MD run folder"),
     ]
     for argv, message in cases:

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from leignn_plugin.data.conventions import Convention
 from leignn_plugin.data.frame import Frame
 from leignn_plugin.data.lmdb_writer import write_lmdb_shards
 from leignn_plugin.errors import StructureError
-from leignn_plugin.graph import DEFAULT_MIN_DISTANCE, check_structures
+from leignn_plugin.graph import DEFAULT_MIN_DISTANCE, CloseAtoms, check_structures, neighbor_graph
 from leignn_plugin.install_hint import install_hint
 from leignn_plugin.md.calculator import LEIGNNCalculator
 
@@ -46,13 +47,13 @@ def copper(repeat: int = 1) -> Atoms:
     return bulk("Cu", "fcc", a=3.61, cubic=True) * (repeat, repeat, repeat)
 
 
-def write_dataset(folder: Path, structures: list[Atoms]) -> Path:
+def write_dataset(folder: Path, structures: list[Atoms], shard_size: int = 1000) -> Path:
     """An S2EF LMDB of ``structures`` (zero labels) written without the data tools' checks, as a
     dataset from elsewhere could be."""
     converter = FrameConverter(Convention.FAIRCHEM)
     frames = (Frame(atoms, -1.0, np.zeros((len(atoms), 3)), None, sid, 0, f"frame {sid}")
               for sid, atoms in enumerate(structures))
-    write_lmdb_shards((converter.convert(frame) for frame in frames), folder, progress=False)
+    write_lmdb_shards((converter.convert(frame) for frame in frames), folder, shard_size=shard_size, progress=False)
     return folder
 
 
@@ -72,19 +73,21 @@ def write_config(path: Path, datasets: dict, task: dict | None = None) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def write_checkpoint(path: Path) -> Path:
     """A fairchem checkpoint of an untrained tiny LEIGNN (what the checks need is a model, not a good one)."""
     from leignn_plugin.fairchem1 import LEIGNN
 
-    folder = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
     model = LEIGNN(**{k: v for k, v in MODEL.items() if k != "name"})
     state = {f"module.{key}": value for key, value in model.state_dict().items()}
-    path = folder / "checkpoint.pt"
     torch.save({"config": {"model": MODEL}, "state_dict": state, "normalizers": {}, "elementrefs": {},
                 "epoch": 0, "step": 0, "ema": None}, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("model") / "checkpoint.pt")
 
 
 def run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
@@ -413,3 +416,162 @@ def test_main_py_outside_the_venv_says_to_activate_it():
     proc = run([system, "main.py", "--mode", "train"])
     line = error_line(proc.returncode, proc.stderr, "leignn")
     assert "broken install: cannot import" in line and "run `source .venv/bin/activate` first" in line
+
+
+# --- atoms far outside any sensible box, degenerate cells (issue 21) --------------------------------
+
+
+def in_child(code: str, memory_gib: int = 6) -> subprocess.CompletedProcess:
+    """``code`` in a fresh Python limited to ``memory_gib``: without the checks the search dies by a signal
+    (or asks for all memory), which must not take the test session with it."""
+    limit = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({memory_gib << 30}, {memory_gib << 30}))\n"
+    return subprocess.run([sys.executable, "-c", limit + textwrap.dedent(code)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+
+
+FAR_OUT = {
+    # name: (structure built in the child, the refusal); each killed the process or went wrong before
+    "an atom 1e8 Å away (molecule)": (
+        "atoms = molecule('CH4'); atoms.positions[2] = [1e8, 0, 0]",
+        "structure 0: atoms 2 and 4 are 1e+08 Å apart along x, which is not periodic; a structure spans at "
+        "most 10000 Å (1 µm) where it is not periodic (did an atom leave it?)"),  # was SIGFPE in vesin
+    "an atom 5e4 Å above a slab": (
+        "atoms = fcc111('Pt', (2, 2, 3), vacuum=8.0); atoms.pbc = (True, True, False); atoms.positions[11, 2] = 5e4",
+        "structure 0: atoms 0 and 11 are 5e+04 Å apart along z, which is not periodic"),  # was a 60 s search
+    "a coordinate of 1e12 Å along a periodic axis": (
+        "atoms = bulk('Cu', cubic=True); atoms.positions[1, 0] = 1e12",
+        "structure 0: atom 1 is at 1e+12 Å along x; coordinates beyond 1e+08 Å (1 cm) are corrupt"),  # pairs lost
+    "a singular periodic cell": (
+        "atoms = bulk('Cu', cubic=True); atoms.cell[2] = 0.0",
+        "structure 0: periodic along axis 2 but the cell is degenerate in that direction (0 Å between its "
+        "faces; a periodic cell needs at least 0.2 Å)"),  # was vesin's RuntimeError
+    "a 0.01 Å periodic cell": (
+        "atoms = bulk('Cu', cubic=True); atoms.set_cell(np.eye(3) * 0.01)",
+        "structure 0: periodic along axis 0 but the cell is degenerate"),  # was SIGSEGV, out of memory
+    "a cell and positions in nm read as Å": (
+        "atoms = bulk('Cu', cubic=True) * (10, 10, 10); atoms.set_cell(atoms.cell / 10, scale_atoms=True)",
+        "structure 0: 4000 atoms in 47 Å^3 (its periodic cell) cannot all be 0.3 Å apart, so some overlap "
+        "(minimum is 0.3 Å, set by min_distance)"),  # was 3e8 pairs: out of memory
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAR_OUT))
+def test_the_search_is_given_only_sensible_structures(case):
+    """The one neighbour search refuses these in one line before vesin sees them (every entry point
+    goes through it: the model's batches, the calculator, the data tools)."""
+    build, refusal = FAR_OUT[case]
+    child = in_child(f"""
+        import numpy as np, torch
+        from ase.build import bulk, fcc111, molecule
+        from leignn_plugin.errors import StructureError
+        from leignn_plugin.graph import CloseAtoms, neighbor_graph
+        {build}
+        try:
+            neighbor_graph(torch.tensor(atoms.positions), torch.tensor(atoms.cell.array).view(1, 3, 3),
+                           torch.tensor(atoms.pbc).view(1, 3), torch.tensor([len(atoms)]), 6.0, 20,
+                           close_atoms=CloseAtoms(0.3))
+            print("searched")
+        except StructureError as err:
+            print(err)
+        """)
+    assert child.returncode == 0, f"exit {child.returncode}: {child.stderr[-2000:]}"
+    assert child.stdout.strip().startswith(refusal), child.stdout
+
+
+def test_real_large_systems_pass():
+    """What a user really runs passes: a 108,000-atom slab, molecules in 1000 Å vacuum boxes (periodic or
+    not), 2000 H2 molecules in a row 9,995 Å long along a non-periodic axis."""
+    slab = fcc111("Cu", (60, 60, 30), vacuum=10.0)
+    slab.pbc = (True, True, False)
+    boxed = molecule("C6H6")
+    boxed.center(vacuum=500.0)
+    chain = Atoms("H2" * 2000, positions=[[0, 0, 5.0 * (k // 2) + 0.74 * (k % 2)] for k in range(4000)])
+    for atoms, pbc in ((slab, slab.pbc), (boxed, (False,) * 3), (boxed, (True,) * 3), (chain, (False,) * 3)):
+        check_structures(atoms.positions, atoms.cell.array, np.reshape(pbc, (1, 3)), [len(atoms)], atoms.numbers)
+    graph = neighbor_graph(torch.tensor(slab.positions), torch.tensor(slab.cell.array).view(1, 3, 3),
+                           torch.tensor(slab.pbc).view(1, 3), torch.tensor([len(slab)]), 6.0, 20,
+                           close_atoms=CloseAtoms(0.3))
+    assert graph.num_edges >= 20 * len(slab) * 0.9
+
+
+def test_a_flat_sheet_2000_angstrom_wide_is_searched():
+    """vesin shrinks a grid of over 100,000 cells keeping its shape, and a flat one (333 x 333 x 1 cells)
+    loses an axis: SIGFPE. The search widens its radius there and drops the extra pairs again: the pairs
+    are ASE's."""
+    child = in_child("""
+        import numpy as np, torch
+        from ase.neighborlist import primitive_neighbor_list
+        from leignn_plugin.graph.vesin_search import structure_pairs
+        cell, pbc = np.diag([2000.0, 2000.0, 0.0]), [True, True, False]
+        pos = np.array([[0.0, 0, 0], [1.4, 0, 0], [1999.0, 0.5, 0], [700.0, 700.0, 0.0], [704.0, 700.0, 1.0]])
+        i, j, shifts, d2 = structure_pairs(torch.tensor(pos), torch.tensor(cell), pbc, 6.0)
+        ours = sorted(zip(i.tolist(), j.tolist(), map(tuple, shifts.tolist())))
+        ai, aj, aS = primitive_neighbor_list("ijS", pbc, cell, pos, 6.0)
+        assert ours == sorted(zip(ai.tolist(), aj.tolist(), map(tuple, aS.tolist()))), (ours, ai, aj)
+        print(len(ours))
+        """)
+    assert child.returncode == 0, f"exit {child.returncode}: {child.stderr[-2000:]}"
+    assert child.stdout.strip() == "8"
+
+
+def test_calculator_refuses_a_far_atom(checkpoint):
+    child = in_child(f"""
+        from ase.build import molecule
+        from leignn_plugin.errors import StructureError
+        from leignn_plugin.md.calculator import LEIGNNCalculator
+        atoms = molecule("CH4")
+        atoms.positions[2] = [0.0, 0.0, 1e8]
+        atoms.calc = LEIGNNCalculator("{checkpoint}")
+        try:
+            atoms.get_potential_energy()
+        except StructureError as err:
+            print(err)
+        """)
+    assert child.returncode == 0, f"exit {child.returncode}: {child.stderr[-2000:]}"
+    assert child.stdout.strip().startswith("CH4 (5 atoms): atoms 2 and 3 are 1e+08 Å apart along z")
+
+
+@pytest.mark.parametrize("kind", ["an atom 1e8 Å away", "a singular periodic cell"])
+def test_md_run_refuses_what_the_search_cannot_take(kind, checkpoint, tmp_path, bad_input):
+    atoms = molecule("CH4") if kind == "an atom 1e8 Å away" else copper()
+    if kind == "an atom 1e8 Å away":
+        atoms.positions[1] = [1e8, 0.0, 0.0]
+    else:
+        atoms.cell[2] = 0.0
+    structure = tmp_path / "start.extxyz"
+    write(structure, atoms)
+    proc = run([str(BIN / "leignn-md"), "run", "--checkpoint", str(checkpoint), "--structure", str(structure),
+                "--steps", "2", "--out", str(tmp_path / "run"), "--no-progress"])
+    line = error_line(proc.returncode, proc.stderr, "leignn-md")
+    expected = ("atoms 1 and 2 are 1e+08 Å apart along x, which is not periodic" if kind == "an atom 1e8 Å away"
+                else "periodic along axis 2 but the cell is degenerate in that direction (0 Å between its faces")
+    assert line.startswith(f"leignn-md: error: {structure} (frame -1): {expected}"), line
+    assert not (tmp_path / "run").exists()
+    bad_input(f"{kind} in an MD start structure", "leignn-md run --checkpoint CKPT --structure FILE --out RUN", line)
+
+
+def test_from_ase_refuses_a_far_atom(tmp_path, bad_input):
+    atoms = molecule("CH4")
+    atoms.positions[3] = [0.0, 2e5, 0.0]
+    source = tmp_path / "far.extxyz"
+    write(source, [labelled(molecule("CH4")), labelled(atoms)])
+    proc = run([str(BIN / "leignn-data"), "from-ase", str(source), "--out", str(tmp_path / "ds"), "--quiet"])
+    line = error_line(proc.returncode, proc.stderr, "leignn-data")
+    assert line.startswith(f"leignn-data: error: {source}: frame 1: atoms 2 and 3 are 2e+05 Å apart along y")
+    assert not (tmp_path / "ds").exists()
+    bad_input("an atom 2e5 Å away in a structure file", "leignn-data from-ase FILE --out DIR", line)
+
+
+def test_training_on_a_far_atom_ends_with_one_line(checkpoint, tmp_path, bad_input):
+    """main.py --mode train on a frame with an atom 1e8 Å away: one line naming the frame, not a SIGFPE."""
+    far = molecule("CH4")
+    far.positions[4] = [1e8, 0.0, 0.0]
+    data = write_dataset(tmp_path / "data", [molecule("CH4"), far, molecule("CH4")])
+    config = write_config(tmp_path / "train.yml", {"train": {"src": str(data)}})
+    proc = run([sys.executable, "main.py", "--mode", "train", "--config-yml", str(config), "--cpu",
+                "--run-dir", str(tmp_path / "runs")])
+    assert proc.returncode != -8, "SIGFPE in the neighbour search"
+    line = error_line(proc.returncode, proc.stderr, "leignn")
+    assert line.startswith("leignn: error: structure 0 of the batch (sid 1, fid 0): atoms 2 and 4 are 1e+08 Å "
+                           "apart along x, which is not periodic"), line
+    bad_input("an atom 1e8 Å away in a training frame", "python main.py --mode train --config-yml CFG", line)

@@ -1,8 +1,10 @@
 """End to end through main.py on the demo data: train -> checkpoint -> validate -> predict ->
-submission -> run-relaxations, plus resuming a run and fine-tuning into fairchem's hydra model."""
+submission -> run-relaxations, plus resuming a run and fine-tuning into fairchem's hydra model, and
+``make demo``'s summary, ending block and plots."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -10,8 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from leignn_plugin.data.demo.build import DATA_VERSION
+from leignn_plugin.workflows import demo as demo_module
 from leignn_plugin.workflows.demo import RELAX_CONFIG, S2EF_CONFIG, data_overrides
+from leignn_plugin.workflows.demo_report import comparison_line, stale_data
 from leignn_plugin.workflows.evaluation import (
+    LARGE_FORCE,
+    aligned_predictions,
     score_predictions,
     tensorboard_scalars,
     training_curve,
@@ -74,6 +81,10 @@ def test_predict_is_reproducible_and_scored(chain):
     scores = score_predictions(chain["predictions"][0], chain["data"] / "oc20_s2ef" / "test")
     assert scores["frames"] == len(first["ids"])
     assert np.isfinite(scores["energy_mae"]) and scores["forces_mae"] < 1.0
+    pairs = aligned_predictions(chain["predictions"][0], chain["data"] / "oc20_s2ef" / "test")
+    large = np.abs(pairs["ref_forces"]) > LARGE_FORCE  # [free atoms, 3]
+    assert scores["force_components_above_1"] == int(large.sum()) > 0
+    assert scores["forces_mae_above_1"] == pytest.approx(np.abs(pairs["forces"] - pairs["ref_forces"])[large].mean())
 
 
 def submission_args(predictions, data) -> list[str]:
@@ -105,7 +116,7 @@ def test_submission_refuses_incomplete_predictions(chain, tmp_path, capsys):
     out = tmp_path / "submission.npz"
     assert submission_main([*submission_args(partial, chain["data"]), "--out", str(out)]) == 2
     assert "not predicted" in capsys.readouterr().err
-    assert not out.exists() and not list(tmp_path.glob(".submission-*"))
+    assert [p.name for p in tmp_path.iterdir()] == ["partial.npz"]  # no output, no temporary file of any name
 
 
 def test_relaxations_run_and_log_metrics(chain):
@@ -191,17 +202,59 @@ def test_finetune_into_hydra(chain, tmp_path):
     assert tuned["config"]["model"]["name"] == "hydra" and tuned["step"] > 0
 
 
+def test_demo_rebuilds_stale_data_only(tmp_path, monkeypatch, capsys):
+    """Demo data of an older data version or another size are rebuilt in place; current ones are reused."""
+    calls = []
+    monkeypatch.setattr(demo_module.subprocess, "run", lambda command, **_: calls.append(command))
+    data = tmp_path / "data"
+    data.mkdir()
+    assert stale_data(data, "small") == "no demo data there yet"
+    demo_module.build_data(data, "small")
+    assert "--overwrite" not in calls[-1] and calls[-1][-4:] == ["--size", "small", "--output-format", "lmdb"]
+    (data / "manifest.json").write_text(json.dumps({"size": "small", "layout_version": 1}))
+    demo_module.build_data(data, "small")
+    assert calls[-1][-1] == "--overwrite" and "data version 1, not 2" in capsys.readouterr().out
+    (data / "manifest.json").write_text(json.dumps({"size": "default", "data_version": DATA_VERSION}))
+    assert stale_data(data, "small") == "it holds the 'default' size, not 'small'"
+    (data / "manifest.json").write_text(json.dumps({"size": "small", "data_version": DATA_VERSION}))
+    demo_module.build_data(data, "small")
+    assert len(calls) == 2 and "using the demo data in" in capsys.readouterr().out
+
+
+def test_demo_summaries_compare_on_the_same_frames(tmp_path):
+    mine = {"data_version": 2, "test": {"energy_mae": 0.1, "forces_mae": 0.05, "forces_mae_above_1": 0.3, "frames": 9}}
+    other = {"data_version": 2, "test": {"energy_mae": 0.2, "forces_mae": 0.04, "forces_mae_above_1": None,
+                                         "frames": 9}}
+    path = tmp_path / "summary_fairchem2.json"
+    assert comparison_line(mine, other, "fairchem 2.x demo", path) == (
+        f"  fairchem 2.x demo: test energy MAE 0.200 eV, force MAE 0.040 eV/Å ({path})")
+    assert comparison_line(mine, None, "fairchem 2.x demo", path) is None
+    older = {**other, "data_version": 1}
+    assert "other test frames" in comparison_line(mine, older, "fairchem 2.x demo", path)
+
+
 @pytest.mark.slow
-def test_demo_runs_twice_in_one_folder(demo_data, tmp_path):
+def test_demo_runs_twice_in_one_folder(demo_data, tmp_path, capsys):
     """``make demo`` again in the same place does the whole job again: fresh training, predictions and
-    relaxations (fairchem skips systems whose trajectories exist, so a reused folder relaxed nothing)."""
+    relaxations (fairchem skips systems whose trajectories exist, so a reused folder relaxed nothing),
+    and ends with its block: test errors with those of the large force components, plots, summary."""
     import shutil
 
-    from leignn_plugin.workflows.demo import run_demo
+    from leignn_plugin.workflows.demo import main, run_demo
 
     shutil.copytree(demo_data, tmp_path / "data")
     first = run_demo(tmp_path, size="small", epochs=1)
-    second = run_demo(tmp_path, size="small", epochs=1)
+    assert main(["--out", str(tmp_path), "--size", "small", "--epochs", "1"]) == 0
+    second = json.loads((tmp_path / "summary.json").read_text())
     assert second["relaxations"] == first["relaxations"] > 0
     assert second["checkpoint"] != first["checkpoint"] and second["predictions"] != first["predictions"]
     assert sorted(p.name for p in (tmp_path / "runs").glob("relaxations*")) == ["relaxations", "relaxations-2"]
+    for key in ("energy_mae", "forces_mae", "forces_mae_above_1", "force_components_above_1", "frames"):
+        assert key in second["test"], key
+    assert second["data_version"] == DATA_VERSION and second["seconds"] > 0
+    assert [p.rsplit("/", 1)[-1] for p in second["plots"]] == ["parity_test.png", "training_force_mae.png"]
+    assert all((tmp_path / "plots" / name).stat().st_size > 1000 for name in ("parity_test.png",
+                                                                              "training_force_mae.png"))
+    block = capsys.readouterr().out.split("LEIGNN demo finished")[1]
+    assert f"  test energy MAE {second['test']['energy_mae']:.3f} eV" in block
+    assert f"(components above 1 eV/Å: {second['test']['forces_mae_above_1']:.3f} eV/Å)" in block

@@ -15,6 +15,7 @@ import torch
 
 from leignn_plugin.core.model import LEIGNNPotential
 from leignn_plugin.fairchem2.harness import potential
+from leignn_plugin.testing.bad_inputs import Payload, recorder  # noqa: F401 (the tests import Payload from here)
 from leignn_plugin.testing.configs import MODEL_CONFIGS, SMALL
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -55,6 +56,19 @@ def run(args: list[str], cwd: Path = REPO, timeout: float = 900) -> subprocess.C
     """A command of this environment (``leignn-data``, ``leignn-fairchem2``, ``fairchem``), captured."""
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
+
+
+@pytest.fixture
+def bad_input(tmp_path):
+    """``record(kind, command, line, status=2)``: the README's bad-input row for ``kind`` (see
+    leignn_plugin.testing.bad_inputs); the rows of both suites share one table."""
+    return recorder(tmp_path)
+
+
+@pytest.fixture
+def payload_marker(tmp_path) -> Path:
+    """A file a crafted input tries to create; tests assert it never appears."""
+    return tmp_path / "PAYLOAD_RAN"
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ def batch_names(data):
 
     def name(index: int) -> str:
         ids = [f"{key} {value}" for key in ("sid", "fid")
-               if (value := _per_structure(getattr(data, key, None), index)) is not None]
+               if (value := _per_structure(getattr(data, key, None), index)) not in (None, "")]
         return f"structure {index} of the batch" + (f" ({', '.join(ids)})" if ids else "")
 
     return name
@@ -84,6 +84,6 @@ def atom_graph(data, cutoff: float, max_neighbors: int, use_pbc: bool, otf_graph
             offsets = torch.zeros((stored.shape[1], 3), dtype=pos.dtype, device=pos.device)
         graph = NeighborGraph(edge_index=stored.long(), cell_offsets=offsets)
     else:
-        graph = neighbor_graph(pos, cell, pbc, natoms, cutoff, max_neighbors, strict, method, close)
+        graph = neighbor_graph(pos, cell, pbc, natoms, cutoff, max_neighbors, strict, method, close, name)
     return AtomGraph(numbers=numbers, pos=pos, cell=cell, pbc=pbc, batch=batch,
                      edge_index=graph.edge_index, cell_offsets=graph.cell_offsets)

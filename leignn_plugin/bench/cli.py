@@ -5,7 +5,8 @@
     leignn-bench compiled [--repeats 5]                                # eager vs torch.compile
     leignn-bench accuracy [--quick] [--seeds 0,1,2]                    # trains every model at equal budget
 
-Every command writes ``<out>/<command>.{md,json,png}`` and prints the table.
+Every command writes ``<out>/<command>.{md,json,png}`` and prints the table; an ``<out>`` that already
+holds the command's files is refused (before anything is measured) unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -24,10 +25,20 @@ from leignn_plugin.bench.accuracy.options import add_arguments as add_accuracy_a
 from leignn_plugin.bench.accuracy.options import default_out as accuracy_out
 from leignn_plugin.bench.accuracy.options import run as run_accuracy
 from leignn_plugin.console import run_command
+from leignn_plugin.outputs import inside_output, write_text
 
 DESCRIPTION = __doc__.split("\n\n")[0]
 SHARED_CPU_NOTE = ("Repetitions are interleaved across models and medians reported; on a machine shared "
                    "with other processes the absolute times are noisy, the ratios less so.")
+
+
+OUTPUTS = {
+    "models": ("models.md", "models.json", "models.png"),
+    "md": ("md.md", "md.json", "md.png"),
+    "compiled": ("compiled.md", "compiled.json"),
+    "accuracy": ("accuracy.md", "accuracy.json", "learning_curves.png", "parity.png", "configs"),
+}
+"""What each command writes into ``--out``."""
 
 
 class BenchError(ValueError):
@@ -50,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="what to measure (default: models)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default benchmarks/results; accuracy: benchmarks/results/accuracy)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files an earlier run of the same command left in --out")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
@@ -188,6 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     return run_command("leignn-bench", lambda: _bench(args), errors=(ValueError,))
 
 
+def check_out(out: Path, command: str, overwrite: bool) -> None:
+    """Refuse, before measuring, an ``out`` holding the command's files (unless ``overwrite``) or a
+    symbolic link where one of its folders goes."""
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file, not a folder")
+    inside_output(out, "configs")
+    found = [name for name in OUTPUTS[command] if os.path.lexists(out / name)]
+    if found and not overwrite:
+        raise BenchError(f"--out {out} already holds {', '.join(found)} of an earlier `leignn-bench {command}`; "
+                         "pass --overwrite to replace them, or choose another folder")
+
+
 def _bench(args: argparse.Namespace) -> int:
     """Run the chosen benchmark, write its files and print its table."""
     if args.repeats < 1:
@@ -198,10 +223,11 @@ def _bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.out is None:
         args.out = accuracy_out(args) if args.command == "accuracy" else Path("benchmarks/results")
+    check_out(args.out, args.command, args.overwrite)
     args.out.mkdir(parents=True, exist_ok=True)
     run = {"models": _run_models, "md": _run_md, "compiled": _run_compiled, "accuracy": run_accuracy}[args.command]
     text = run(args)
-    (args.out / f"{args.command}.md").write_text(text)
+    write_text(args.out / f"{args.command}.md", text)
     print(text)
     figures = {"compiled": "", "accuracy": ", learning_curves.png, parity.png"}.get(args.command, ", .png")
     print(f"written: {args.out}/{args.command}.md, .json" + figures)

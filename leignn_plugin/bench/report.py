@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from leignn_plugin.bench.compare import ModelResult
+from leignn_plugin.outputs import replace_file, write_text
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -46,7 +47,7 @@ def comparison_table(results: list[ModelResult], reference: ModelResult | None) 
 
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2))
+    write_text(path, json.dumps(payload, indent=2))
 
 
 _PANELS = (
@@ -81,7 +82,8 @@ def comparison_figure(results: list[ModelResult], reference: ModelResult | None,
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with replace_file(path, suffix=".png") as tmp:  # replaces a link at ``path``, never writes through it
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -115,5 +117,6 @@ def scaling_figure(atoms: list[int], step_s: list[float], peak_gib: list[float],
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with replace_file(path, suffix=".png") as tmp:  # replaces a link at ``path``, never writes through it
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)

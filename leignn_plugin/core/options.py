@@ -8,6 +8,10 @@ got 'abc'``) instead of a failure deep inside a layer's constructor.
 ``hidden_channels`` must be even because the message block's MLP (F -> F/2 -> 3F) and the energy
 head's MLP (F -> F/2 -> 1) have F/2 hidden units, as in the paper; an odd F would silently round
 that width down (and F = 1 would leave no hidden unit at all).
+
+The sizes together must give a model of at most :data:`MAX_PARAMETERS` parameters, estimated from
+the options before any tensor is allocated (:func:`estimated_parameters`): a width of 10**12 is one
+line, not an allocation failure deep inside a layer or the machine running out of memory.
 """
 
 from __future__ import annotations
@@ -129,10 +133,51 @@ def check_values(options: Mapping[str, object], rules: Mapping[str, Rule], prefi
             rules[name].check(f"{prefix}{name}", value)
 
 
+MAX_PARAMETERS = 2**32
+"""The largest model the options may describe (4.3e9 parameters; the paper's OC20 model has 1.8e7).
+LEIGNN is not sharded: every rank holds the whole model, its gradients and AdamW's two moments, 16 bytes
+a parameter, so this limit already needs 69 GB per device before the first activation is stored."""
+
+SIZE_DEFAULTS = {"hidden_channels": 512, "num_layers": 4, "num_rbf": 128, "num_elements": 118, "virtual_node": True}
+"""The representation's defaults of the options that set its size (what a config leaves out)."""
+
+
+def estimated_parameters(options: Mapping[str, object]) -> int:
+    """The number of parameters of the model the (valid) ``options`` describe, with its heads, counted
+    from the layers' shapes without building them (``tests/test_input_validation.py`` holds it to the
+    built model's count)."""
+    size = {**SIZE_DEFAULTS, **{k: v for k, v in options.items() if k in SIZE_DEFAULTS}}
+    f, layers, rbf = int(size["hidden_channels"]), int(size["num_layers"]), int(size["num_rbf"])
+    half = f // 2
+    message = f * half + half + half * 3 * f + 3 * f + rbf * 3 * f + 3 * f  # node MLP F -> F/2 -> 3F, radial R -> 3F
+    update = 2 * f * f + 2 * f * f + f + f * 3 * f + 3 * f  # W_u F -> 2F, scalar MLP 2F -> F -> 3F
+    exchange = 2 * f * f + f + f * f + f + f * f  # scalar MLP 2F -> F -> F, vector mix F -> F
+    count = int(size["num_elements"]) * f + layers * (message + update)
+    if size["virtual_node"]:
+        count += f + layers * exchange + (layers - 1) * exchange  # u_0; to local every layer, to global but the last
+    count += f * half + half + half + 1  # energy head F -> F/2 -> 1
+    direct = options.get("regress_forces", True) and options.get("direct_forces", True)
+    return count + (f if direct else 0)  # direct force head F -> 1
+
+
+def check_size(options: Mapping[str, object], prefix: str = "") -> None:
+    """Refuse options that describe a model of more than :data:`MAX_PARAMETERS` parameters."""
+    count = estimated_parameters(options)
+    if count > MAX_PARAMETERS:
+        given = ", ".join(f"{prefix}{k}={options[k]}" for k in SIZE_DEFAULTS if k in options and k != "virtual_node")
+        raise OptionError(
+            f"{given or 'the options'} make a model of {count:.2g} parameters, more than the {MAX_PARAMETERS:.2g} "
+            f"allowed: each rank would hold {16 * count / 1e9:.2g} GB of weights, gradients and optimiser state "
+            f"(the paper's OC20 model, width 512 and 4 layers, has {estimated_parameters({}):.2g})"
+        )
+
+
 def check_combination(options: Mapping[str, object], prefix: str = "") -> None:
-    """Options that are fine alone but not together (defaults as the representation's)."""
+    """Options that are fine alone but not together (defaults as the representation's), the model's size
+    included (:func:`check_size`)."""
     if options.get("regress_stress", False) and options.get("direct_forces", True):
         raise OptionError(f"{prefix}regress_stress needs conservative forces: set {prefix}direct_forces: false")
+    check_size(options, prefix)
 
 
 def check_options(options: Mapping[str, object], rules: Mapping[str, Rule] = REPRESENTATION_OPTIONS,

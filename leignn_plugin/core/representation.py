@@ -13,6 +13,7 @@ from torch import nn
 
 from leignn_plugin.core.activation import reset_linear_layers
 from leignn_plugin.core.edges import EdgeLayout
+from leignn_plugin.core.elements import ElementRecord
 from leignn_plugin.core.geometry import apply_strain, edge_geometry
 from leignn_plugin.core.inputs import AtomGraph
 from leignn_plugin.core.interaction import InteractionLayer
@@ -24,7 +25,9 @@ class LEIGNNRepresentation(nn.Module):
     """Lightweight equivariant interaction graph network (Yang et al., arXiv 2311.02869).
 
     x_i = embed(Z_i), v_i = 0, u_G = u_0, g_G = 0; then T interaction layers, each
-    (virtual node -> atoms, message, node update, atoms -> virtual node).
+    (virtual node -> atoms, message, node update, atoms -> virtual node). Training batches mark their
+    elements in ``element_record`` (saved with the weights); in eval mode a structure holding others
+    gets one warning line (``leignn_plugin.core.elements``).
 
     Args:
         hidden_channels: F, the width of scalar and vector features (even: the message MLP halves it).
@@ -80,6 +83,7 @@ class LEIGNNRepresentation(nn.Module):
             vectors_out = regress_forces and direct_forces
 
         self.atom_embedding = nn.Embedding(num_elements, hidden_channels)
+        self.element_record = ElementRecord(num_elements)
         if virtual_node:
             self.global_embedding = nn.Parameter(torch.empty(hidden_channels))
         self.radial = RadialEmbedding(num_rbf, cutoff, rbf, envelope, envelope_exponent)
@@ -107,6 +111,11 @@ class LEIGNNRepresentation(nn.Module):
     def conservative(self) -> bool:
         return self.regress_forces and not self.direct_forces
 
+    @property
+    def trained_elements(self) -> tuple[int, ...] | None:
+        """The atomic numbers of the training data (None: trained before the record existed, or untrained)."""
+        return self.element_record.elements()
+
     def check_elements(self, numbers: torch.Tensor) -> None:
         """One line when an atomic number lies outside 1..num_elements."""
         if numbers.numel() and (int(numbers.min()) < 1 or int(numbers.max()) > self.num_elements):
@@ -123,6 +132,10 @@ class LEIGNNRepresentation(nn.Module):
     def _embed(self, graph: AtomGraph) -> dict[str, torch.Tensor | None]:
         z = graph.numbers.long()  # [N]
         self.check_elements(z)
+        if self.training:
+            self.element_record.mark(z)
+        else:
+            self.element_record.warn_unseen(z)
         pos, cell, batch, num_graphs = graph.pos, graph.cell.to(graph.pos.dtype), graph.batch, graph.num_graphs
         displacement = None
         pos_used, cell_used = pos, cell

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from leignn_plugin.data.errors import DataError
 from leignn_plugin.data.frame import Frame
+from leignn_plugin.data.lmdb_check import check_lmdb_file, is_lmdb_file
 
 
 def read_ase_frames(paths: Sequence[Path], *, file_format: str | None = None) -> Iterator[Frame]:
@@ -48,6 +49,8 @@ def read_ase_file(path: Path, *, file_format: str | None = None) -> list[Atoms]:
     """All structures in one file, or a one-line :class:`DataError` saying why not."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    if is_lmdb_file(path):  # ase.io.read maps an ASE-LMDB file: a truncated or corrupt one is a SIGBUS
+        check_lmdb_file(path)
     try:
         images = ase.io.read(path, index=":", format=file_format)
     except Exception as exc:

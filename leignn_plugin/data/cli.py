@@ -18,6 +18,7 @@ from leignn_plugin.data.conventions import Convention
 from leignn_plugin.data.errors import DataError
 from leignn_plugin.data.shards import DEFAULT_SHARD_SIZE, OutputFormat, WriteSummary
 from leignn_plugin.graph.sanity import DEFAULT_MIN_DISTANCE
+from leignn_plugin.outputs import check_output_file, refuse_input_as_output, replace_file, write_text
 
 PROG = "leignn-data"
 
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.npz",
         help="write element_references for fairchem (DIR must be one dataset)",
     )
+    inspect.add_argument("--overwrite", action="store_true", help="replace an existing --json or --references file")
     return parser
 
 
@@ -283,6 +285,12 @@ def _inspect(args: argparse.Namespace) -> int:
         write_references,
     )
 
+    if args.references is not None and args.references.suffix != ".npz":  # where numpy's savez puts it
+        args.references = args.references.with_name(args.references.name + ".npz")
+    for flag, path in (("--json", args.json), ("--references", args.references)):
+        if path is not None:
+            check_output_file(path, args.overwrite, flag)
+            refuse_input_as_output(path, [args.directory], flag)
     directories = find_datasets(args.directory)
     if args.references is not None and len(directories) != 1:
         raise DataError(
@@ -291,7 +299,8 @@ def _inspect(args: argparse.Namespace) -> int:
     stats = [inspect_dataset(directory) for directory in directories]
     print("\n\n".join(format_stats(item) for item in stats))
     if args.json is not None:
-        args.json.write_text(json.dumps(stats_to_json(stats), indent=2) + "\n", encoding="utf-8")
+        write_text(args.json, json.dumps(stats_to_json(stats), indent=2) + "\n")
     if args.references is not None:
-        write_references(stats[0], args.references)
+        with replace_file(args.references, suffix=".npz") as tmp:
+            write_references(stats[0], tmp)
     return 0

@@ -54,17 +54,13 @@ class LmdbRecords:
         return len(self._dataset)
 
     def _record(self, index: int) -> Any:
-        try:
-            return self._dataset[index]
-        except DataError:
-            raise
-        except Exception as exc:
-            raise DataError(f"{self.path}: record {index} cannot be read ({type(exc).__name__}: {exc})") from None
+        """Record ``index``, checked (``safe_records.check_record``; errors name its file and key)."""
+        return self._dataset[index]
 
     def frames(self) -> Iterator[Frame]:
-        """Every record as a frame; ``origin`` is ``"<path>: record <index>"``."""
+        """Every record as a frame; ``origin`` is ``"<file>, record <key>"``."""
         for index in range(len(self)):
-            yield record_to_frame(self._record(index), origin=f"{self.path}: record {index}", index=index)
+            yield record_to_frame(self._record(index), origin=self._dataset.record_name(index), index=index)
 
 
 @contextmanager

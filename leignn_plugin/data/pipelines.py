@@ -31,6 +31,7 @@ from leignn_plugin.data.splits import REST, random_split, read_index_file
 from leignn_plugin.data.staging import check_output_free, staged_output
 from leignn_plugin.data.validation import validate_frame
 from leignn_plugin.graph.sanity import DEFAULT_MIN_DISTANCE
+from leignn_plugin.outputs import refuse_input_as_output
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -132,6 +133,7 @@ def convert_ase_files(
     if not paths:
         raise DataError("no input files given")
     check_output_free(out, overwrite=overwrite)
+    refuse_input_as_output(Path(out), [Path(p) for p in paths], replaced_folder=True)
     frames = read_ase_frames([Path(p) for p in paths], file_format=file_format)
     first = next(frames)
     with_stress = keep_stress and first.stress is not None
@@ -186,6 +188,7 @@ def convert_md17(
         Per split, what was written.
     """
     check_output_free(out, overwrite=overwrite)
+    refuse_input_as_output(Path(out), [Path(npz), index_train, index_test], replaced_folder=True)
     arrays = load_md17(Path(npz), unit=unit)
     splits = _md17_splits(arrays.n_frames, train, val, test, seed, index_train, index_test)
     summaries: dict[str, WriteSummary] = {}
@@ -235,6 +238,7 @@ def convert_lmdb_to_aselmdb(
         from leignn_plugin.data.lmdb_source import find_lmdb_datasets, open_lmdb_records
 
     check_output_free(out, overwrite=overwrite)
+    refuse_input_as_output(Path(out), [Path(src)], "OUT", replaced_folder=True)
     datasets = find_lmdb_datasets(src)
     summaries: dict[Path, WriteSummary] = {}
     with staged_output(out, overwrite=overwrite) as stage:

@@ -20,7 +20,7 @@ from leignn_plugin.data.errors import DataError
 
 def check_output_free(final: Path, *, overwrite: bool) -> None:
     """Refuse early (before any work) when the output exists and may not be replaced."""
-    if final.exists() and not overwrite:
+    if os.path.lexists(final) and not overwrite:  # a dangling symbolic link counts: it would be replaced
         raise DataError(f"{final}: output directory already exists (use --overwrite to replace it)")
     if final.exists() and not final.is_dir():
         raise DataError(f"{final}: exists and is not a directory")
@@ -57,7 +57,7 @@ def _publish(staging: Path, final: Path, *, overwrite: bool) -> None:
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)
-    if final.exists():
+    if os.path.lexists(final):  # the old folder (or a link) is moved aside, never written through
         check_output_free(final, overwrite=overwrite)
         trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.replaced-", dir=final.parent))
         os.rename(final, trash / final.name)

@@ -18,6 +18,7 @@ import torch
 from leignn_plugin.data.errors import DataError
 from leignn_plugin.data.frame import Frame
 from leignn_plugin.errors import StructureError
+from leignn_plugin.graph.extent import check_extent
 from leignn_plugin.graph.sanity import (
     DEFAULT_MIN_DISTANCE,
     StructureNames,
@@ -25,9 +26,6 @@ from leignn_plugin.graph.sanity import (
     check_elements,
     check_finite,
 )
-
-MIN_CELL_THICKNESS = 0.2
-"""Periodic directions thinner than this (Å) are a degenerate cell, whatever ``min_distance`` is."""
 
 MIN_DISTANCE_SETTING = "--min-distance"
 
@@ -76,8 +74,8 @@ def validate_frame(
         _check_finite(where, key, array)
         if array.ndim == 2:
             _check_array(where, key, array, (natoms, 3))
-    _check_cell(frame)
     with _as_data_error():
+        check_extent(pos, cell, pbc, counts, name, min_distance, MIN_DISTANCE_SETTING)
         check_elements(torch.as_tensor(frame.atoms.numbers), counts, name=name)
         check_close_atoms(pos, cell, pbc, counts, min_distance, name, MIN_DISTANCE_SETTING)
 
@@ -128,19 +126,3 @@ def _check_finite(where: str, name: str, array: np.ndarray) -> None:
         what = f" (atom {first[0]})" if bad.ndim == 2 and name != "cell" else ""
         raise DataError(f"{where}: {name} contain NaN or inf{what}")
 
-
-def _check_cell(frame: Frame) -> None:
-    """Periodic directions need a cell at least :data:`MIN_CELL_THICKNESS` thick (and a volume)."""
-    pbc = frame.atoms.pbc
-    if not pbc.any():
-        return
-    lengths = frame.atoms.cell.lengths()
-    cell = frame.atoms.cell.complete()
-    volume = abs(float(np.dot(cell[0], np.cross(cell[1], cell[2]))))
-    for axis in np.flatnonzero(pbc):
-        others = [k for k in range(3) if k != axis]
-        area = float(np.linalg.norm(np.cross(cell[others[0]], cell[others[1]])))
-        if lengths[axis] < MIN_CELL_THICKNESS or area == 0.0 or volume / area < MIN_CELL_THICKNESS:
-            raise DataError(
-                f"{frame.origin}: periodic along axis {axis} but the cell is degenerate in that direction"
-            )

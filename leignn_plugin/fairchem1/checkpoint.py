@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from fairchem.core.common.registry import registry
 from fairchem.core.common.utils import load_state_dict, match_state_dict
+from fairchem.core.models.base import HydraModel
 from fairchem.core.modules.normalization.element_references import (
     LinearReferences,
     create_element_references,
@@ -32,14 +33,33 @@ from fairchem.core.modules.normalization.normalizer import Normalizer, create_no
 from torch import nn
 
 from leignn_plugin.adapters.checkpoint_files import (
-    LEGACY_TARGET_NAMES,
     CheckpointError,
     check_state_dict,
     copy_ema,
     not_leignn,
+    stored_element_references,
+    stored_normalizers,
 )
 from leignn_plugin.adapters.checkpoint_files import read_checkpoint as read_checkpoint_file
-from leignn_plugin.fairchem1.models import LEIGNN, LEIGNNBackbone
+from leignn_plugin.core.elements import is_record_key
+from leignn_plugin.fairchem1.models import (
+    LEIGNN,
+    LEIGNNBackbone,
+    LEIGNNConservativeHead,
+    LEIGNNDirectForceHead,
+    LEIGNNEnergyHead,
+)
+
+HEAD_CLASSES = (LEIGNNEnergyHead, LEIGNNDirectForceHead, LEIGNNConservativeHead)
+LEIGNN_CLASSES = (LEIGNN, LEIGNNBackbone, *HEAD_CLASSES)
+# Every dotted path that stands for a LEIGNN class: where each lives now, and where they lived before
+# the core/adapter split (``leignn_plugin.models``), as stored in existing configs and checkpoints.
+DOTTED_PATHS = {
+    **{f"{cls.__module__}.{cls.__name__}": cls for cls in LEIGNN_CLASSES},
+    **{f"leignn_plugin.models.{cls.__name__}": cls for cls in LEIGNN_CLASSES},
+    **{f"leignn_plugin.models.leignn.{cls.__name__}": cls for cls in (LEIGNN, *HEAD_CLASSES)},
+    "leignn_plugin.models.backbone.LEIGNNBackbone": LEIGNNBackbone,
+}
 
 
 @dataclass
@@ -62,6 +82,11 @@ class LoadedPotential:
     def has_stress(self) -> bool:
         return self.backbone.conservative and self.backbone.regress_stress
 
+    @property
+    def trained_elements(self) -> tuple[int, ...] | None:
+        """The atomic numbers of the training data (None for checkpoints written before the record)."""
+        return self.backbone.trained_elements
+
 
 def read_checkpoint(path: str | Path, trust_checkpoint: bool = False, require_leignn: bool = True) -> dict:
     """The checkpoint at ``path`` (see :func:`leignn_plugin.adapters.checkpoint_files.read_checkpoint`),
@@ -69,28 +94,41 @@ def read_checkpoint(path: str | Path, trust_checkpoint: bool = False, require_le
     return read_checkpoint_file(path, trust_checkpoint, is_leignn if require_leignn else None)
 
 
-def is_leignn(model_config: dict) -> bool:
-    """Whether the config names LEIGNN (registered name, dotted path, or a hydra on its backbone)."""
-    name = model_config["name"]
-    if name == "hydra":
-        backbone = (model_config.get("backbone") or {}).get("model")
-        return backbone is not None and _resolves_to(backbone, LEIGNNBackbone)
-    return _resolves_to(name, LEIGNN)
+def leignn_class(name: object) -> type | None:
+    """The LEIGNN class ``name`` stands for: a short name fairchem's registry maps to one (looked up in
+    its mapping) or the exact dotted path of one, current or legacy; None for any other name.
+
+    Nothing is imported: the registry would import the module of any dotted path it is given, so a
+    checkpoint naming ``leignn_evil.LEIGNN`` would run ``leignn_evil.py`` from the current folder.
+    """
+    if not isinstance(name, str):
+        return None
+    registered = registry.mapping["model_name_mapping"].get(name)
+    if registered is not None:
+        return registered if registered in LEIGNN_CLASSES else None
+    return DOTTED_PATHS.get(name)
 
 
-def _resolves_to(name: str, cls: type) -> bool:
-    try:
-        found = registry.get_model_class(name)
-    except RuntimeError:
+def is_leignn(model_config: Mapping) -> bool:
+    """Whether the config names LEIGNN (registered name or dotted path), or a hydra whose backbone and
+    every head are LEIGNN's; names are compared with the known ones, never imported."""
+    name = model_config.get("name")
+    if name != "hydra":
+        return leignn_class(name) is LEIGNN
+    backbone, heads = model_config.get("backbone"), model_config.get("heads")
+    if not isinstance(backbone, Mapping) or leignn_class(backbone.get("model")) is not LEIGNNBackbone:
         return False
-    return isinstance(found, type) and issubclass(found, cls)
+    return isinstance(heads, Mapping) and bool(heads) and all(
+        isinstance(head, Mapping) and leignn_class(head.get("module")) in HEAD_CLASSES for head in heads.values())
 
 
 def _check_keys(model: nn.Module, state: Mapping, path: Path) -> None:
-    """The state dict names exactly the model's tensors; one line saying how it differs otherwise."""
-    expected, given = set(model.state_dict()), set(state)
-    missing, unexpected = sorted(expected - given), sorted(given - expected)
-    if missing == sorted(expected):
+    """The state dict names exactly the model's tensors (an element record may be missing: files from
+    before it existed load with an unknown record); one line saying how it differs otherwise."""
+    names, given = set(model.state_dict()), set(state)
+    required = {k for k in names if not is_record_key(k)}
+    missing, unexpected = sorted(required - given), sorted(given - names)
+    if missing == sorted(required):
         raise CheckpointError(f"{path} holds no LEIGNN weights: none of its {len(given)} tensors belongs to the "
                               f"model in its config (e.g. '{sorted(given)[0]}')")
     if missing or unexpected:
@@ -106,9 +144,13 @@ def leignn_model(checkpoint: dict, path: Path, use_ema: bool = True) -> tuple[nn
     model_config = dict(config["model"])
     if not is_leignn(model_config):
         raise CheckpointError(not_leignn(path, model_config))
+    # A hydra's finetune_config names the checkpoint fine-tuning started from: fairchem's HydraModel
+    # would unpickle it in full, then discard it, since this config gives the backbone and the heads
+    # and the state dict holds every weight. The model is the same without it, and nothing is read.
+    model_config.pop("finetune_config", None)
     name = model_config.pop("name")
     try:
-        model = registry.get_model_class(name)(**model_config)
+        model = (HydraModel if name == "hydra" else leignn_class(name))(**model_config)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: cannot build the model from its config ({err})") from None
 
@@ -151,15 +193,13 @@ def load_potential(
         raise CheckpointError(f"{path}: expected one LEIGNN backbone in the model, found {len(backbones)}")
     backbone = backbones[0]
     backbone.otf_graph = False
+    backbone.element_record.source = str(path)
     model = model.to(device=device, dtype=dtype).eval()
 
-    normalizers = {}
-    for key, state_dict in (checkpoint.get("normalizers") or {}).items():
-        normalizers[LEGACY_TARGET_NAMES.get(key, key)] = create_normalizer(state_dict=state_dict).to(device)
-    elementrefs = {
-        key: create_element_references(state_dict=state_dict).to(device)
-        for key, state_dict in (checkpoint.get("elementrefs") or {}).items()
-    }
+    normalizers = {key: create_normalizer(state_dict=state).to(device)
+                   for key, state in stored_normalizers(checkpoint, path).items()}
+    elementrefs = {key: create_element_references(state_dict={"element_references": values}).to(device)
+                   for key, values in stored_element_references(checkpoint, path).items()}
     outputs = dict(config.get("outputs") or {"energy": {"level": "system"}, "forces": {"level": "atom"}})
     return LoadedPotential(path=path, model=model, backbone=backbone, outputs=outputs,
                            normalizers=normalizers, elementrefs=elementrefs, used_ema=used_ema)

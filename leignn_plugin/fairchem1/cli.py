@@ -7,13 +7,13 @@ Same flags as fairchem's own ``main.py`` (``--mode --config-yml --cpu --num-gpus
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
-from leignn_plugin.console import run_command
+from leignn_plugin.console import quiet_host_import, rank_warnings, run_command
 from leignn_plugin.errors import UsageError
 from leignn_plugin.install_hint import broken_install
 
@@ -54,7 +54,8 @@ def check_model_name(model: dict, path: Path) -> None:
     from fairchem.core.common.registry import registry
     from fairchem.core.common.utils import setup_imports
 
-    setup_imports()
+    with quiet_host_import():  # imports every fairchem model module, some of which warn as they load
+        setup_imports()
     names = [model["name"]]
     if model["name"] == "hydra":
         backbone = model.get("backbone") or {}
@@ -84,7 +85,7 @@ def unique_run_id(run_dir: Path, identifier: str) -> str:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
     suffix = f"-{identifier}" if identifier else ""
     candidate, n = f"{stamp}{suffix}", 1
-    while any((run_dir / sub / candidate).exists() for sub in ("checkpoints", "results", "logs/tensorboard")):
+    while any(os.path.lexists(run_dir / sub / candidate) for sub in ("checkpoints", "results", "logs/tensorboard")):
         candidate, n = f"{stamp}-{n}{suffix}", n + 1
     return candidate
 
@@ -131,13 +132,14 @@ def run_main(argv: list[str] | None = None) -> int:
 
         if not args.submit and config.get("timestamp_id") is None:
             config["timestamp_id"] = unique_run_id(Path(args.run_dir), args.identifier)
+        os.environ["PYTHONWARNINGS"] = rank_warnings(os.environ.get("PYTHONWARNINGS"))  # ranks import fairchem too
         dispatch(args, config)
     except UsageError as err:
         return _fail(str(err))
     except TrainingStopped as stopped:
         print(f"leignn: {stopped.message}", file=sys.stderr)
         return int(stopped.code)
-    except KeyboardInterrupt:
-        logging.warning("interrupted")
+    except KeyboardInterrupt:  # not training (that saves and stops with TrainingStopped): checks, evaluation
+        print("leignn: interrupted", file=sys.stderr)
         return 130
     return 0

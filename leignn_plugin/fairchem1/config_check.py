@@ -1,11 +1,14 @@
 """``main.py``'s checks of a built config before any rank starts: one line per mistake, naming the key.
 
 - :func:`check_config`: unknown keys in the file or in a ``--a.b=value`` override (with the closest
-  valid key), LEIGNN's model options (types, ranges, even widths, names; also for a hydra backbone
-  and its heads), and the names of the optimiser, the scheduler and the dataset formats;
+  valid key), LEIGNN's model options (types, ranges, even widths, names, the model's size; also for a
+  hydra backbone and its heads), the types and ranges of the ``optim`` values fairchem reads, and the
+  names of the optimiser, the scheduler and the dataset formats;
 - :func:`check_datasets`: every dataset fairchem's trainer will open exists and, for LMDB formats,
   holds LMDB files that are complete and uncorrupted (read from their headers before lmdb maps them:
-  a truncated file would otherwise kill the run with SIGBUS and no message).
+  a truncated file would otherwise kill the run with SIGBUS and no message); a training run does not
+  validate on its training data; and the records hold the targets the run trains and scores
+  (IS2RE data under an S2EF config lacks forces).
 
 Without these, fairchem ignores a misspelt key, and a bad option or dataset fails inside every rank
 with a long traceback whose last line hides the cause.
@@ -21,7 +24,18 @@ from pathlib import Path
 import torch
 
 from leignn_plugin.core.model import LEIGNNPotential
-from leignn_plugin.core.options import OptionError, Rule, check_combination, check_values, closest
+from leignn_plugin.core.options import (
+    OptionError,
+    Rule,
+    boolean,
+    check_combination,
+    check_values,
+    closest,
+    is_integer,
+    is_number,
+    positive_integer,
+    positive_number,
+)
 from leignn_plugin.core.representation import LEIGNNRepresentation
 from leignn_plugin.data.errors import DataError
 from leignn_plugin.data.safe_records import check_lmdb_dataset
@@ -281,6 +295,49 @@ def _not_one_of(key: str, value: object, names: list[str], what: str) -> str:
     return f"{key} must be {what}, got {value!r}{hint}"
 
 
+OPTIM_RULES: dict[str, Rule] = {
+    "batch_size": positive_integer(),
+    "eval_batch_size": positive_integer(),
+    "num_workers": Rule("an integer >= 0", lambda v: is_integer(v) and v >= 0),
+    "max_epochs": positive_integer(),
+    "eval_every": positive_integer(),
+    "checkpoint_every": Rule("a positive integer (or -1: never)", lambda v: is_integer(v) and (v >= 1 or v == -1)),
+    "lr_initial": positive_number(),
+    "weight_decay": Rule("a number >= 0", lambda v: is_number(v) and v >= 0),
+    "clip_grad_norm": Rule("a number >= 0, or false/null (0, false, null: no clipping)",
+                           lambda v: v is None or v is False or (is_number(v) and v >= 0)),
+    "ema_decay": Rule("a number in [0, 1), or null (0 or null: no EMA)",
+                      lambda v: v is None or (is_number(v) and 0 <= v < 1)),
+    "warmup_steps": positive_integer(),  # LambdaLR's warm-up divides by it
+    "warmup_epochs": Rule("a number >= 0", lambda v: is_number(v) and v >= 0),
+    "warmup_factor": Rule("a number between 0 and 1", lambda v: is_number(v) and 0 <= v <= 1),
+    "lr_gamma": positive_number(),
+    "lr_milestones": Rule("a list of positive integers",
+                           lambda v: isinstance(v, list) and all(is_integer(m) and m > 0 for m in v)),
+    "energy_coefficient": Rule("a number >= 0", lambda v: is_number(v) and v >= 0),
+    "force_coefficient": Rule("a number >= 0", lambda v: is_number(v) and v >= 0),
+    "optimizer_params": Rule("a mapping of the optimiser's keyword arguments", lambda v: isinstance(v, Mapping)),
+    "load_datasets_and_model_then_exit": boolean(),
+}
+"""Types and ranges of the ``optim`` values fairchem 1.10 reads (names in ``config_keys.OPTIM``); a wrong
+one otherwise fails in every rank (``batch_size: 0`` in the sampler, ``max_epochs: abc`` in ``range``)."""
+
+
+def check_optim(config: Mapping, overrides: list[str], path: Path) -> None:
+    """The ``optim`` values with a rule; the message names the override that set a value, else the file."""
+    optim = config.get("optim")
+    if not isinstance(optim, Mapping):
+        return
+    for key, rule in OPTIM_RULES.items():
+        if key not in optim:
+            continue
+        try:
+            rule.check(f"optim.{key}", optim[key])
+        except OptionError as err:
+            given = [o for o in overrides if override_key(o) == ("optim", key)]
+            raise UsageError(f"{err} (in {given[-1]})" if given else f"config {path}: {err}") from None
+
+
 def check_config(config: dict, overrides: list[str], path: Path) -> None:
     """Keys, model options and names of a config built by fairchem's ``build_config``.
 
@@ -292,6 +349,7 @@ def check_config(config: dict, overrides: list[str], path: Path) -> None:
     except OptionError as err:
         raise UsageError(f"config {path}: {err}") from None
     check_keys(config, overrides, path)
+    check_optim(config, overrides, path)
     try:
         if isinstance(config.get("model"), Mapping):
             check_model_options(config["model"])
@@ -349,8 +407,97 @@ def check_source(src: object, dataset_format: str, where: str, trusted: bool = F
 def check_datasets(config: Mapping) -> None:
     """Every dataset the run will open, checked before any rank starts; :class:`DataError` names the key."""
     for split, settings in dataset_splits(config):
-        own = (config.get("dataset") or {}).get(split) if isinstance(config.get("dataset"), Mapping) else None
-        where = f"dataset.{split}.src" if isinstance(own, Mapping) and "src" in own else "dataset.train.src"
         if settings.get("src") is None:
             raise DataError(f"dataset.{split} has no src (the path of its data)")
-        check_source(settings["src"], str(settings.get("format", "lmdb")), where, bool(config.get("trust_data")))
+        check_source(settings["src"], str(settings.get("format", "lmdb")), source_key(config, split),
+                     bool(config.get("trust_data")))
+    check_distinct_splits(config)
+    check_targets(config)
+
+
+def source_key(config: Mapping, split: str) -> str:
+    """The key that sets ``split``'s data: its own ``src``, or the train split's it inherits."""
+    own = (config.get("dataset") or {}).get(split) if isinstance(config.get("dataset"), Mapping) else None
+    return f"dataset.{split}.src" if isinstance(own, Mapping) and "src" in own else "dataset.train.src"
+
+
+def _paths(src: object) -> frozenset[Path]:
+    sources = src if isinstance(src, (list, tuple)) else [src]
+    return frozenset(Path(each).resolve() for each in sources if isinstance(each, (str, Path)))
+
+
+def check_distinct_splits(config: Mapping) -> None:
+    """A training run whose validation data are its training data (the same path, also through a link
+    or a relative path) is refused: fairchem would pick the best checkpoint on data it trained on."""
+    if config.get("mode") != "train":
+        return
+    splits = dict(dataset_splits(config))
+    if "train" not in splits or "val" not in splits or source_key(config, "val") != "dataset.val.src":
+        return
+    shared = _paths(splits["train"]["src"]) & _paths(splits["val"]["src"])
+    if shared:
+        raise DataError(f"dataset.val.src and dataset.train.src are the same data ({min(shared)}): fairchem would "
+                        "validate on the training data and keep the checkpoint that fits it best; give a separate "
+                        "validation split")
+
+
+def _output_of(config: Mapping, target: str) -> str | None:
+    """The ``outputs`` entry a loss or metric ``target`` reads: itself, or the output it is a part of
+    (``decomposition``); None for names that are no output (``misc``)."""
+    outputs = config.get("outputs")
+    if not isinstance(outputs, Mapping):
+        return None
+    if target in outputs:
+        return target
+    for name, settings in outputs.items():
+        if isinstance(settings, Mapping) and target in (settings.get("decomposition") or {}):
+            return str(name)
+    return None
+
+
+def targets_read(config: Mapping, split: str) -> list[str]:
+    """The outputs whose labels ``split``'s records must hold in this mode: what training fits
+    (``loss_functions``) on train, what validation scores (``evaluation_metrics``) on val."""
+    mode = config.get("mode")
+    if split == "train" and mode == "train":
+        names = [t for loss in config.get("loss_functions") or [] if isinstance(loss, Mapping) for t in loss]
+    elif split == "val" and mode in ("train", "validate"):
+        metrics = (config.get("evaluation_metrics") or {}).get("metrics") or {}
+        names = list(metrics) if isinstance(metrics, Mapping) else []
+    else:
+        return []
+    found = [_output_of(config, str(name)) for name in names]
+    return list(dict.fromkeys(name for name in found if name is not None))
+
+
+def check_targets(config: Mapping) -> None:
+    """The first record of each LMDB split holds a label for every output the run fits or scores there,
+    under its own name or one ``key_mapping`` maps to it; else one line naming the split, the file and
+    the missing key (IS2RE records, which hold ``y_relaxed`` but no forces, under an S2EF config)."""
+    from leignn_plugin.data.safe_records import opened_lmdb_dataset
+
+    if config.get("trust_data"):
+        return  # records are then read only by fairchem, with full unpickling
+    for split, settings in dataset_splits(config):
+        targets = targets_read(config, split)
+        src = settings.get("src")
+        if not targets or str(settings.get("format", "lmdb")) not in LMDB_FORMATS or not isinstance(src, (str, Path)):
+            continue
+        mapping = settings.get("key_mapping") or {}
+        with opened_lmdb_dataset(src) as dataset:
+            if len(dataset) == 0:
+                continue
+            record = dataset[0]
+        keys = getattr(record, "keys", ())
+        keys = set(keys() if callable(keys) else keys)  # PyG Data: a method since PyG 2.4, a property before
+        for target in targets:
+            sources = [key for key, mapped in mapping.items()
+                       if target in (mapped if isinstance(mapped, (list, tuple)) else [mapped])] or [target]
+            if not any(key in keys for key in sources):
+                via = f" (key_mapping {sources[0]} -> {target})" if sources != [target] else ""
+                raise DataError(
+                    f"{source_key(config, split)}: {src}, record 0 has no '{sources[0]}'{via}, which the run "
+                    f"{'fits' if split == 'train' else 'scores'}; it holds {', '.join(sorted(keys))} "
+                    "(IS2RE data under an S2EF config? point the split at data with these labels, or drop the "
+                    "output from loss_functions and evaluation_metrics)"
+                )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,9 @@ from pathlib import Path
 import torch
 
 from leignn_plugin.adapters.checkpoint_files import CheckpointError
+from leignn_plugin.errors import UsageError
 from leignn_plugin.fairchem1.checkpoint import leignn_model, read_checkpoint
+from leignn_plugin.outputs import check_output_file, refuse_input_as_output, replace_file
 
 
 def hydra_model_config(model_config: dict) -> dict:
@@ -47,12 +48,17 @@ def _rename(key: str, heads: dict) -> str:
     raise KeyError(f"unexpected parameter '{key}' in a leignn checkpoint")
 
 
-def convert_checkpoint(src: Path, dst: Path, use_ema: bool = True, trust_checkpoint: bool = False) -> Path:
+def convert_checkpoint(src: Path, dst: Path, use_ema: bool = True, trust_checkpoint: bool = False,
+                       overwrite: bool = False) -> Path:
     """Write the hydra form of checkpoint ``src`` to ``dst`` (EMA weights by default, as validated).
 
     ``src`` is read weights-only unless ``trust_checkpoint``; a file that is refused, truncated or holds
-    no LEIGNN weights raises :class:`CheckpointError` before anything is written.
+    no LEIGNN weights raises :class:`CheckpointError` before anything is written. ``dst`` is refused
+    when it is ``src`` (by any name) or, unless ``overwrite``, exists; it is replaced atomically.
     """
+    src, dst = Path(src), Path(dst)
+    refuse_input_as_output(dst, [src], flag="OUT")
+    check_output_file(dst, overwrite, flag="OUT")
     checkpoint = read_checkpoint(src, trust_checkpoint=trust_checkpoint)
     model_config = checkpoint["config"]["model"]
     if model_config["name"] == "hydra":
@@ -65,13 +71,8 @@ def convert_checkpoint(src: Path, dst: Path, use_ema: bool = True, trust_checkpo
     out["config"] = {**checkpoint["config"], "model": hydra}
     for key in ("optimizer", "scheduler", "ema", "amp"):
         out.pop(key, None)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    try:
+    with replace_file(dst) as tmp:
         torch.save(out, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dst
 
 
@@ -80,14 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("checkpoint", type=Path, help="a checkpoint trained with model: {name: leignn}")
     parser.add_argument("out", type=Path, help="where to write the hydra checkpoint")
     parser.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA ones")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never CHECKPOINT itself)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="read CHECKPOINT with full unpickling, which can run code stored in it: only for "
                              "files from a source you trust")
     args = parser.parse_args(argv)
     try:
         path = convert_checkpoint(args.checkpoint, args.out, use_ema=not args.raw_weights,
-                                  trust_checkpoint=args.trust_checkpoint)
-    except (OSError, ValueError, KeyError) as err:
+                                  trust_checkpoint=args.trust_checkpoint, overwrite=args.overwrite)
+    except (UsageError, OSError, ValueError, KeyError) as err:
         print(f"leignn-to-hydra: error: {err}", file=sys.stderr)
         return 2
     print(f"hydra checkpoint written to {path}")

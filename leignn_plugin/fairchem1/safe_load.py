@@ -5,11 +5,13 @@ fairchem 1.10 calls ``torch.load`` without ``weights_only`` (torch 2.4 then full
 reference ``.pt`` files named in a config, and for a hydra ``starting_checkpoint``; its datasets read
 ``metadata.npz`` and ``lin_ref`` files with ``allow_pickle=True``. Inside :func:`safe_loading` every
 ``torch.load`` goes through the one checkpoint reader's :func:`load_torch_file` (weights only; a
-refused or broken file is one line naming it) and ``numpy.load`` never unpickles, unless the user
-passed ``--trust-checkpoint``. Checkpoints need nothing beyond weights; the ``normalizers.pt`` and
-``element_references.pt`` files fairchem's trainer writes beside them pickle whole modules, so their
-two classes (and ``set``, part of every pickled module) are allowed here, in these processes only. ``PluginRunner`` wraps each rank in it (local, elastic ranks, SLURM),
-and ``main.py`` checks ``--checkpoint`` with the reader before any rank starts.
+TorchScript archive, which torch 2.4 would run, refused unread; a refused or broken file is one line
+naming it) and ``numpy.load`` never unpickles, unless the user passed ``--trust-checkpoint``.
+Checkpoints need nothing beyond weights; the ``normalizers.pt`` and ``element_references.pt`` files
+fairchem's trainer writes beside them pickle whole modules, so their two classes (and ``set``, part of
+every pickled module) are allowed here, in these processes only. ``PluginRunner`` wraps each rank in it
+(local, elastic ranks, SLURM), and ``main.py`` checks ``--checkpoint`` with the reader before any rank
+starts.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from fairchem.core.modules.normalization.element_references import LinearReferences
 from fairchem.core.modules.normalization.normalizer import Normalizer
 
-from leignn_plugin.adapters.checkpoint_files import load_torch_file
+from leignn_plugin.adapters.checkpoint_files import CheckpointError, load_torch_file
 from leignn_plugin.fairchem1.checkpoint import is_leignn, leignn_model, read_checkpoint
 
 TRUST_HELP = ("load --checkpoint (and the .pt/.npz files the config names) with full unpickling, which can "
@@ -81,10 +83,14 @@ def check_run_checkpoint(path: Path, model_config: dict, trusted: bool = False) 
 
     A run of LEIGNN (or hydra on its backbone) needs a readable checkpoint holding LEIGNN weights that fit
     the model its config describes; a run of another fairchem model needs a readable checkpoint with
-    weights. Either way the file is loaded weights-only unless ``trusted``.
+    weights. Either way the file is loaded weights-only unless ``trusted``, and its normalizers must be
+    what fairchem's trainer loads (it reads the entry even when it is empty).
     """
     leignn = is_leignn(model_config)
     with safe_loading(trusted):
         checkpoint = read_checkpoint(path, trust_checkpoint=trusted, require_leignn=leignn)
+        if "normalizers" not in checkpoint:
+            raise CheckpointError(f"{path} has no 'normalizers' entry, which fairchem's trainer reads (an empty "
+                                  "mapping when the run did not normalize)")
         if leignn:
             leignn_model(checkpoint, path, use_ema=False)

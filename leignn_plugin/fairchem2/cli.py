@@ -2,7 +2,8 @@
 
 Subcommands:
   train -c CONFIG [OVERRIDES...]   check the config (LEIGNN options, heads, tasks, dataset paths), then
-                                   run it with fairchem's own ``fairchem -c`` entry point
+                                   run it with fairchem's own ``fairchem -c`` entry point (a progress bar
+                                   and a line per epoch; ``--verbose`` for fairchem's own log)
   convert SRC DST [--dataset NAME] a 1.10 checkpoint (main.py training) as a 2.x inference checkpoint
   evaluate DATA... --checkpoint CKPT --task NAME
                                    energy and force errors on labelled .aselmdb data, via FAIRChemCalculator
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from leignn_plugin.console import run_command
 from leignn_plugin.errors import UsageError
+from leignn_plugin.outputs import check_output_file, refuse_input_as_output, write_text
 
 PROG = "leignn-fairchem2"
 
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="check a fairchem -c config, then run it with fairchem")
     train.add_argument("-c", "--config", type=Path, required=True, help="the fairchem -c YAML config")
     train.add_argument("--check-only", action="store_true", help="check the config and stop")
+    train.add_argument("--verbose", action="store_true",
+                       help="fairchem's own log (a dict every print_every steps) instead of a progress bar and "
+                            "one line per epoch")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                        help="Hydra overrides (key=value, +key=value, ~key), as for fairchem -c; anywhere on the line")
 
@@ -42,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--dataset", default="leignn",
                          help="task (dataset) name of the 2.x model, FAIRChemCalculator's task_name (default leignn)")
     convert.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA ones")
+    convert.add_argument("--overwrite", action="store_true", help="replace DST if it exists (never SRC itself)")
     convert.add_argument("--trust-checkpoint", action="store_true",
                          help="load SRC with full unpickling, which can run code: only for files you trust")
 
@@ -49,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", type=Path, nargs="+", help=".aselmdb files or folders of them")
     evaluate.add_argument("--checkpoint", type=Path, required=True, help="2.x inference checkpoint")
     evaluate.add_argument("--task", required=True, help="the checkpoint's task (dataset) name")
-    evaluate.add_argument("--json", type=Path, help="also write the errors to this JSON file")
+    evaluate.add_argument("--json", type=Path, help="also write the errors to this JSON file (its folder is checked "
+                          "before the evaluation starts)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.add_argument("--trust-checkpoint", action="store_true",
                           help="load the checkpoint with full unpickling, which can run code: only for files you trust")
@@ -79,7 +87,12 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from fairchem.core._cli import main as fairchem_main
 
-    fairchem_main(argparse.Namespace(config=str(args.config)), overrides)
+    from leignn_plugin.fairchem2.train_progress import training_progress
+
+    runner = config.get("runner") or {}
+    with training_progress(runner.get("max_epochs"), runner.get("max_steps"),
+                           Path(config.job.metadata.log_dir), verbose=args.verbose):
+        fairchem_main(argparse.Namespace(config=str(args.config)), overrides)
     final = Path(config.job.metadata.checkpoint_dir) / "final" / "inference_ckpt.pt"
     if final.is_file():
         print(f"inference checkpoint: {final}")
@@ -90,7 +103,7 @@ def _convert(args: argparse.Namespace) -> int:
     from leignn_plugin.fairchem2.convert import convert_checkpoint
 
     dst = convert_checkpoint(args.src, args.dst, dataset=args.dataset, use_ema=not args.no_ema,
-                             trust_checkpoint=args.trust_checkpoint)
+                             trust_checkpoint=args.trust_checkpoint, overwrite=args.overwrite)
     print(f"wrote {dst} (task name '{args.dataset}')")
     return 0
 
@@ -98,11 +111,14 @@ def _convert(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from leignn_plugin.fairchem2.evaluate import evaluate, format_errors
 
+    if args.json is not None:  # before the evaluation, not after it
+        check_output_file(args.json, args.overwrite, "--json")
+        refuse_input_as_output(args.json, [args.checkpoint, *args.data], "--json")
     errors = evaluate(args.checkpoint, args.task, args.data, progress=not args.quiet,
                       trust_checkpoint=args.trust_checkpoint)
     print(format_errors(errors, args.checkpoint, args.task))
     if args.json is not None:
-        args.json.write_text(json.dumps(errors.as_dict(), indent=2) + "\n", encoding="utf-8")
+        write_text(args.json, json.dumps(errors.as_dict(), indent=2) + "\n")
     return 0
 
 

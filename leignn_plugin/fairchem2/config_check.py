@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from leignn_plugin.core.options import check_known
+from leignn_plugin.data.lmdb_check import LMDB_SUFFIXES, check_lmdb_file, is_lmdb_file
 from leignn_plugin.errors import UsageError
 from leignn_plugin.fairchem2.models import LEIGNNBackbone, LEIGNNConservativeHead, LEIGNNHead
 
@@ -135,7 +136,9 @@ def check_normalizers(tasks: list[dict], path: Path) -> None:
 
 
 def check_sources(tree: dict, path: Path) -> None:
-    """Every ``splits.<split>.src`` path exists and, for a folder, holds dataset files."""
+    """Every ``splits.<split>.src`` path exists and, for a folder, holds dataset files; every LMDB file
+    among them (``.aselmdb``, ``.lmdb``) has a complete header and sound tree pages (``lmdb_check``:
+    fairchem's reader maps the file, and a truncated or corrupt one kills the run with SIGBUS)."""
     for where, node in _walk(tree):
         splits = node.get("splits")
         if not isinstance(splits, dict):
@@ -151,6 +154,14 @@ def check_sources(tree: dict, path: Path) -> None:
                 if source.is_dir() and not any(p.suffix in DATASET_SUFFIXES for p in source.iterdir()):
                     raise ConfigError(f"{path}: {key}: {source} holds no dataset files "
                                       f"({', '.join(DATASET_SUFFIXES)})")
+                files = ([f for f in sorted(source.iterdir()) if f.suffix in LMDB_SUFFIXES] if source.is_dir()
+                         else [source])
+                for file in files:
+                    if file.is_file() and is_lmdb_file(file):
+                        try:
+                            check_lmdb_file(file)
+                        except UsageError as err:
+                            raise ConfigError(f"{path}: {key}: {err}") from None
 
 
 def check_config(path: Path, overrides: Sequence[str]) -> DictConfig:

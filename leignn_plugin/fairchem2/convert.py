@@ -3,27 +3,30 @@
 One trained model serves both hosts: the 1.10 checkpoint (``main.py`` training, model ``leignn``) is
 read weights-only by the project's one checkpoint reader, its EMA weights are put in place in the
 order fairchem 1.10's ``ExponentialMovingAverage`` keeps them (the core potential's parameter order),
-and the weights, normalizers and element references become a ``HydraModel`` on
-:class:`~leignn_plugin.fairchem2.models.LEIGNNBackbone` with tasks ``energy``, ``forces`` (and
-``stress`` for conservative models) that de-normalize exactly as the 1.10 trainer does:
+and the weights (with the record of the elements it was trained on), normalizers and element
+references become a ``HydraModel`` on :class:`~leignn_plugin.fairchem2.models.LEIGNNBackbone` with
+tasks ``energy``, ``forces`` (and ``stress`` for conservative models) that de-normalize exactly as the
+1.10 trainer does:
 E = E_model * rmsd_E + mean_E + sum of element references, F = F_model * rmsd_F + mean_F.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from fairchem.core.units.mlip_unit.api.inference import MLIPInferenceCheckpoint
 
 from leignn_plugin.adapters.checkpoint_files import (
-    LEGACY_TARGET_NAMES,
     CheckpointError,
     copy_ema,
     read_checkpoint,
+    stored_element_references,
+    stored_normalizers,
 )
+from leignn_plugin.core.elements import is_record_key
 from leignn_plugin.core.model import LEIGNNPotential
+from leignn_plugin.outputs import check_output_file, refuse_input_as_output, replace_file
 
 BACKBONE = "leignn_plugin.fairchem2.models.LEIGNNBackbone"
 HEADS = {
@@ -36,11 +39,16 @@ HEADS = {
 HOST1_ONLY_OPTIONS = ("use_pbc", "use_pbc_single", "otf_graph")
 
 
+# The names of LEIGNN in a 1.10 model config: registered, its dotted path, and the older dotted paths
+# from before the core/adapter split.
+LEIGNN_1X_NAMES = ("leignn", "leignn_plugin.fairchem1.models.LEIGNN", "leignn_plugin.models.LEIGNN",
+                   "leignn_plugin.models.leignn.LEIGNN")
+
+
 def is_leignn_1x(model_config: dict) -> bool:
-    """Whether a 1.10 model config names LEIGNN by its registered name or dotted path (the converter's
-    input; hydra checkpoints of 1.10 are converted by first training or converting to ``leignn``)."""
-    name = model_config.get("name", "")
-    return name == "leignn" or (name.startswith("leignn_plugin.") and name.endswith(".LEIGNN"))
+    """Whether a 1.10 model config names LEIGNN by one of its known names (the converter's input; hydra
+    checkpoints of 1.10 are converted by first training or converting to ``leignn``)."""
+    return model_config.get("name") in LEIGNN_1X_NAMES
 
 
 def core_options(model_config: dict) -> dict:
@@ -57,9 +65,10 @@ def _core_weights(checkpoint: dict, path: Path, options: dict, use_ema: bool) ->
     graph_only = ("enforce_max_neighbors_strictly", "graph_method", "speed_paths", "min_distance")
     potential = LEIGNNPotential(**{k: v for k, v in options.items() if k not in graph_only})
     state = {k.removeprefix("module."): v for k, v in checkpoint["state_dict"].items()}
-    expected = set(potential.state_dict())
-    if set(state) != expected:
-        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    names = set(potential.state_dict())
+    missing = sorted(k for k in names - set(state) if not is_record_key(k))  # files from before the record
+    unexpected = sorted(set(state) - names)
+    if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not match the LEIGNN in its config "
                               f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. "
                               f"'{(missing or unexpected)[0]}')")
@@ -74,43 +83,42 @@ def _core_weights(checkpoint: dict, path: Path, options: dict, use_ema: bool) ->
     return potential.state_dict()
 
 
-def _normalizer(checkpoint: dict, target: str) -> dict:
+def _normalizer(normalizers: dict, target: str) -> dict:
     """The 2.x normalizer config of ``target`` (mean 0, rmsd 1 when the 1.10 run did not normalize)."""
-    stored = {LEGACY_TARGET_NAMES.get(k, k): v for k, v in (checkpoint.get("normalizers") or {}).items()}
-    found = stored.get(target) or {}
-    mean = found.get("mean", 0.0)
-    rmsd = found.get("rmsd", found.get("std", 1.0))
+    found = normalizers.get(target) or {}
     return {"_target_": "fairchem.core.modules.normalization.normalizer.Normalizer",
-            "mean": float(mean), "rmsd": float(rmsd)}
+            "mean": float(found.get("mean", 0.0)), "rmsd": float(found.get("rmsd", 1.0))}
 
 
-def _task(name: str, level: str, dim: list[int], checkpoint: dict, dataset: str, normalizer_of: str) -> dict:
+def _task(name: str, level: str, dim: list[int], normalizers: dict, dataset: str, normalizer_of: str) -> dict:
     return {
         "_target_": "fairchem.core.units.mlip_unit.mlip_unit.Task",
         "name": name,
         "level": level,
         "property": name,
         "out_spec": {"dim": dim, "dtype": "float32"},
-        "normalizer": _normalizer(checkpoint, normalizer_of),
+        "normalizer": _normalizer(normalizers, normalizer_of),
         "datasets": [dataset],
         "train_on_free_atoms": True,
         "eval_on_free_atoms": True,
     }
 
 
-def tasks_config(checkpoint: dict, dataset: str, conservative: bool, stress: bool) -> list[dict]:
-    """The 2.x tasks reproducing the 1.10 trainer's de-normalization (stress uses the energy's scale)."""
-    energy = _task("energy", "system", [1], checkpoint, dataset, "energy")
-    refs = (checkpoint.get("elementrefs") or {}).get("energy")
-    if refs:
-        values = refs["element_references"].double().flatten().tolist()
+def tasks_config(checkpoint: dict, path: Path, dataset: str, conservative: bool, stress: bool) -> list[dict]:
+    """The 2.x tasks reproducing the 1.10 trainer's de-normalization (stress uses the energy's scale) of
+    the checkpoint read from ``path``."""
+    normalizers = stored_normalizers(checkpoint, path)
+    energy = _task("energy", "system", [1], normalizers, dataset, "energy")
+    refs = stored_element_references(checkpoint, path).get("energy")
+    if refs is not None:
+        values = refs.double().tolist()
         energy["element_references"] = {
             "_target_": "fairchem.core.modules.normalization.element_references.ElementReferences",
             "element_references": {"_target_": "torch.DoubleTensor", "_args_": [values]},
         }
-    tasks = [energy, _task("forces", "atom", [3], checkpoint, dataset, "forces")]
+    tasks = [energy, _task("forces", "atom", [3], normalizers, dataset, "forces")]
     if conservative and stress:
-        stress_task = _task("stress", "system", [1, 9], checkpoint, dataset, "energy")
+        stress_task = _task("stress", "system", [1, 9], normalizers, dataset, "energy")
         stress_task["normalizer"]["mean"] = 0.0
         tasks.append(stress_task)
     return tasks
@@ -140,13 +148,16 @@ def state_dict_2x(core: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def convert_checkpoint(src: str | Path, dst: str | Path, dataset: str = "leignn", use_ema: bool = True,
-                       trust_checkpoint: bool = False) -> Path:
+                       trust_checkpoint: bool = False, overwrite: bool = False) -> Path:
     """Write the 2.x inference checkpoint of the 1.10 LEIGNN checkpoint ``src`` to ``dst``.
 
     ``dataset``: the task (dataset) name to give the 2.x model; ``FAIRChemCalculator(..., task_name=dataset)``
-    selects it. Nothing is written unless the whole conversion succeeds; ``dst`` is replaced atomically.
+    selects it. Nothing is written unless the whole conversion succeeds; ``dst`` is replaced atomically,
+    and only with ``overwrite`` when it exists (never when it is ``src`` itself).
     """
     src, dst = Path(src), Path(dst)
+    refuse_input_as_output(dst, [src], flag="DST")
+    check_output_file(dst, overwrite, flag="DST")
     checkpoint = read_checkpoint(src, trust_checkpoint, is_leignn_1x)
     options = core_options(dict(checkpoint["config"]["model"]))
     try:
@@ -162,10 +173,8 @@ def convert_checkpoint(src: str | Path, dst: str | Path, dataset: str = "leignn"
         model_config=hydra_config(options, conservative),
         model_state_dict=weights,
         ema_state_dict={**{f"module.{k}": v for k, v in weights.items()}, "n_averaged": torch.tensor(1)},
-        tasks_config=tasks_config(checkpoint, dataset, conservative, stress),
+        tasks_config=tasks_config(checkpoint, src, dataset, conservative, stress),
     )
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(f".{dst.name}.partial")
-    torch.save(inference, partial)
-    os.replace(partial, dst)
+    with replace_file(dst) as partial:
+        torch.save(inference, partial)
     return dst

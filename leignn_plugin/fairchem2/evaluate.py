@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from leignn_plugin.data.aselmdb_reader import read_rows
-from leignn_plugin.errors import UsageError
+from leignn_plugin.data.aselmdb_reader import named_rows
+from leignn_plugin.errors import StructureError, UsageError
 from leignn_plugin.fairchem2.checkpoint import load_predict_unit
 
 
@@ -40,7 +40,8 @@ def shards(source: Path) -> list[Path]:
 
 def evaluate(checkpoint: Path, task: str, sources: list[Path], progress: bool = True,
              trust_checkpoint: bool = False) -> Errors:
-    """The errors of ``checkpoint`` (task ``task``) on every labelled row of ``sources``."""
+    """The errors of ``checkpoint`` (task ``task``) on every labelled row of ``sources``; a structure the
+    model refuses (``StructureError``) is named by its file and row."""
     from fairchem.core import FAIRChemCalculator
 
     files = [f for source in sources for f in shards(source)]
@@ -49,8 +50,8 @@ def evaluate(checkpoint: Path, task: str, sources: list[Path], progress: bool = 
         raise UsageError(f"{checkpoint} has no task '{task}' (its tasks: {', '.join(unit.dataset_to_tasks)})")
     calc = FAIRChemCalculator(unit, task_name=task)
     energy, per_atom, forces, free = [], [], [], []
-    rows = (row for path in files for row in read_rows(path))
-    for atoms, _ in tqdm(rows, desc="evaluating", unit="structure", disable=not progress, leave=False):
+    rows = ((where, atoms) for path in files for where, atoms, _ in named_rows(path))
+    for where, atoms in tqdm(rows, desc="evaluating", unit="structure", disable=not progress, leave=False):
         labels = atoms.calc.results if atoms.calc is not None else {}
         if "energy" not in labels or "forces" not in labels:
             continue
@@ -58,7 +59,11 @@ def evaluate(checkpoint: Path, task: str, sources: list[Path], progress: bool = 
         for constraint in atoms.constraints:
             fixed[getattr(constraint, "index", [])] = True
         atoms.calc = calc
-        error = abs(atoms.get_potential_energy() - float(labels["energy"]))
+        try:
+            predicted = atoms.get_potential_energy()
+        except StructureError as err:
+            raise StructureError(f"{where}: {err}") from None
+        error = abs(predicted - float(labels["energy"]))
         energy.append(error)
         per_atom.append(error / len(atoms))
         deviation = np.abs(atoms.get_forces(apply_constraint=False) - np.asarray(labels["forces"]))  # [n, 3]

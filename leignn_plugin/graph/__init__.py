@@ -2,12 +2,13 @@
 
 ``neighbor_graph`` (a batch), ``VerletList`` (MD, with a skin), ``max_neighbors_mask`` (fairchem's
 cap on neighbours), and the physical sanity checks of structures built on the search
-(``check_structures``, ``CloseAtoms``). Plain torch and vesin; hosts may register further methods
+(``check_structures``, ``CloseAtoms``, ``check_extent``: where atoms may be before any search). Plain torch and vesin; hosts may register further methods
 (``register_search``).
 """
 
 from __future__ import annotations
 
+from leignn_plugin.graph.extent import check_extent
 from leignn_plugin.graph.max_neighbors import max_neighbors_mask
 from leignn_plugin.graph.sanity import (
     DEFAULT_MIN_DISTANCE,
@@ -33,6 +34,7 @@ __all__ = [
     "NeighborGraph",
     "VerletList",
     "check_elements",
+    "check_extent",
     "check_finite",
     "check_method",
     "check_min_distance",

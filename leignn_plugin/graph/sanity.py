@@ -10,7 +10,9 @@ label such as ``run.xyz: frame 3``) and the atoms, indexed within their structur
 Close pairs are found by the project's one neighbour search (vesin, periodic images included):
 :func:`check_structures` searches at 2 Å or ``min_distance`` (a few pairs per atom, cheap), and
 :func:`check_pairs` reuses the pairs and squared lengths a graph search at the model's cutoff has
-already computed, which costs one comparison per edge on the hot path.
+already computed, which costs one comparison per edge on the hot path. Before either search,
+:func:`~leignn_plugin.graph.extent.check_extent` refuses what no search should be given (atoms a
+micrometre apart where the structure is not periodic, degenerate cells, more atoms than fit).
 
 ``DEFAULT_MIN_DISTANCE`` = 0.3 Å: the shortest bond there is, H2's, is 0.74 Å, and hot MD or compressed
 hydrogen stay above about 0.5 Å; two protons 0.3 Å apart repel each other by 48 eV (14.4 eV Å / r), far
@@ -21,12 +23,13 @@ the threshold lower; 0 switches the check off.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from leignn_plugin.errors import StructureError
+from leignn_plugin.graph.extent import check_extent
+from leignn_plugin.graph.types import StructureNames, numbered
 from leignn_plugin.graph.vesin_search import structure_pairs
 
 DEFAULT_MIN_DISTANCE = 0.3  # Å; see the module docstring for why
@@ -34,15 +37,6 @@ DEFAULT_MIN_DISTANCE = 0.3  # Å; see the module docstring for why
 # allocating cells for a 100-atom slab with vacuum, at 2 Å 0.2 ms, and 2 Å holds only a few bonds per atom.
 CLOSE_SEARCH_CUTOFF = 2.0
 KNOWN_ELEMENTS = 118
-
-# structure index within the batch -> how the user knows it ("run.xyz: frame 3", "sid 12, fid 0")
-StructureNames = Callable[[int], str]
-
-
-def numbered(index: int) -> str:
-    """The default name of a structure: its position in the batch."""
-    return f"structure {index}"
-
 
 @dataclass(frozen=True)
 class CloseAtoms:
@@ -164,7 +158,8 @@ def check_structures(pos: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, n
                      max_element: int = KNOWN_ELEMENTS, name: StructureNames = numbered,
                      setting: str = "min_distance", limit: str = "the known elements") -> None:
     """Every check on a batch of plain tensors: finite positions [N, 3] and cells [B, 3, 3], atomic
-    numbers [N] in 1..``max_element``, no atoms closer than ``min_distance`` (pbc [B, 3], natoms [B]).
+    numbers [N] in 1..``max_element``, atoms where a search can take them (``extent.check_extent``), no
+    atoms closer than ``min_distance`` (pbc [B, 3], natoms [B]).
 
     ``name`` labels a structure by its index, ``setting`` names how the user changes ``min_distance``
     and ``limit`` whose bound ``max_element`` is; all three only shape the message.
@@ -174,4 +169,6 @@ def check_structures(pos: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, n
     natoms = torch.as_tensor(natoms).view(-1).long()
     check_finite(pos, cell, natoms, name)
     check_elements(torch.as_tensor(numbers).long(), natoms, max_element, name, limit)
-    check_close_atoms(pos, cell, torch.as_tensor(pbc), natoms, min_distance, name, setting)
+    pbc = torch.as_tensor(pbc)
+    check_extent(pos, cell, pbc, natoms, name, min_distance, setting)
+    check_close_atoms(pos, cell, pbc, natoms, min_distance, name, setting)

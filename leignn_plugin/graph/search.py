@@ -15,9 +15,10 @@ from collections.abc import Callable
 
 import torch
 
+from leignn_plugin.graph.extent import check_extent
 from leignn_plugin.graph.max_neighbors import max_neighbors_mask
 from leignn_plugin.graph.sanity import CloseAtoms
-from leignn_plugin.graph.types import NeighborGraph
+from leignn_plugin.graph.types import NeighborGraph, StructureNames, numbered
 from leignn_plugin.graph.vesin_search import structure_pairs
 
 MIN_DISTANCE_SQ = 1e-4  # pairs closer than 0.01 Å are an atom with itself (fairchem drops them too)
@@ -111,17 +112,27 @@ def neighbor_graph(
     strict: bool = False,
     method: str = "vesin",
     close_atoms: CloseAtoms | None = None,
+    name: StructureNames | None = None,
 ) -> NeighborGraph:
     """Edges within ``cutoff`` of a batch: at most ``max_neighbors`` per atom (<= 0: no cap) by
     fairchem's tie rule, ``strict`` cutting ties arbitrarily; with ``close_atoms``, two atoms closer
     than its ``min_distance`` (at most ``cutoff``) raise a ``StructureError`` naming them.
 
-    pos [N, 3] as given (not necessarily wrapped), cell [B, 3, 3], pbc [B, 3] (bool), natoms [B].
+    Before the search, a structure no search should be given (far-flung atoms, a degenerate periodic
+    cell, more atoms than ``min_distance`` lets fit: ``extent.check_extent``) raises a ``StructureError``
+    naming it by ``name`` (default: that of ``close_atoms``, else its index).
+
+    pos [N, 3] as given (not necessarily wrapped, finite), cell [B, 3, 3], pbc [B, 3] (bool), natoms [B].
     """
     search = SEARCH_METHODS[check_method(method)]
     natoms = natoms.view(-1).long()
     cell = cell.detach().view(-1, 3, 3)
     pbc = pbc.view(-1, 3).bool()
+    if close_atoms is not None:
+        check_extent(pos, cell, pbc, natoms, name or close_atoms.name, close_atoms.min_distance,
+                     close_atoms.setting)
+    else:
+        check_extent(pos, cell, pbc, natoms, name or numbered)
     edge_index, offsets, dist_sq = search(pos.detach(), cell, pbc, natoms, float(cutoff))
     batch = torch.repeat_interleave(torch.arange(natoms.numel(), device=pos.device), natoms)  # [N]
     return select_edges(edge_index, offsets.long(), pos, cell, batch, float(cutoff), max_neighbors, strict,

@@ -1,10 +1,19 @@
-"""The result of a neighbour search."""
+"""The result of a neighbour search, and how errors name the structures of a batch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+# structure index within the batch -> how the user knows it ("run.xyz: frame 3", "sid 12, fid 0")
+StructureNames = Callable[[int], str]
+
+
+def numbered(index: int) -> str:
+    """The default name of a structure: its position in the batch."""
+    return f"structure {index}"
 
 
 @dataclass

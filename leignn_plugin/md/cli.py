@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 from leignn_plugin.console import run_command
+from leignn_plugin.errors import UsageError
 from leignn_plugin.md.ensembles import DESCRIPTIONS, ENSEMBLES
 
 
@@ -67,8 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="output folder; one that already holds a run (md.traj, md_log.csv, run.json, analysis/) "
                           "is refused unless --overwrite is given")
     run.add_argument("--overwrite", action="store_true",
-                     help="replace the run already in --out: its files are deleted only when the new run has "
-                          "passed its checks and starts writing (other files in --out are kept)")
+                     help="replace the run already in --out: the new run is written beside it and takes its place "
+                          "after its first step; a run that fails before leaves the old one as it was (other "
+                          "files in --out are kept)")
 
     analyze = sub.add_parser("analyze", help="g(r), h(r), stability, MSD/diffusivity, energy drift")
     analyze.add_argument("run_dir", type=Path, help="folder written by `leignn-md run`")
@@ -87,12 +88,19 @@ def _parser() -> argparse.ArgumentParser:
                          help="MSD fit window as fractions of the largest lag (half the run)")
     analyze.add_argument("--skip", type=float, default=0.0, help="ps of equilibration to leave out")
     analyze.add_argument("--no-plots", action="store_true")
+    analyze.add_argument("--overwrite", action="store_true",
+                         help="replace an earlier analysis in RUN/analysis (once the new one is complete)")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
     from leignn_plugin.md.ensembles import EnsembleSettings
-    from leignn_plugin.md.runner import RunSettings, run_md
+
+    try:
+        from leignn_plugin.md.runner import RunSettings, run_md
+    except ImportError as err:  # the calculator reads fairchem 1.10 checkpoints; analyze runs anywhere
+        raise UsageError(f"leignn-md run needs the fairchem 1.10 environment (.venv, made by make install): "
+                         f"{err}") from None
 
     ensemble = EnsembleSettings(name=args.ensemble, timestep_fs=args.timestep, temperature_K=args.temperature,
                                 friction_per_fs=args.friction, tdamp_fs=args.tdamp, pressure_bar=args.pressure,
@@ -126,7 +134,7 @@ def _analyze(args: argparse.Namespace) -> int:
         msd_fit=tuple(args.msd_fit), skip_ps=args.skip, plots=not args.no_plots,
     )
     ref_ps = args.reference_interval_fs / 1000.0 if args.reference_interval_fs else None
-    summary = analyze_run(args.run_dir, args.reference, ref_ps, settings)
+    summary = analyze_run(args.run_dir, args.reference, ref_ps, settings, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -134,7 +142,6 @@ def _analyze(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run ``leignn-md``; bad input ends in one line and status 2 (``console.run_command``)."""
     args = _parser().parse_args(argv)
-    warnings.filterwarnings("ignore", category=FutureWarning)
     return run_command("leignn-md", lambda: _run(args) if args.command == "run" else _analyze(args),
                        errors=(ValueError, OSError))
 

@@ -44,6 +44,11 @@ def read_structure(path: str | Path, index: int = -1) -> Atoms:
         return _lmdb_frame(path, index)
     import ase.io
 
+    from leignn_plugin.data.lmdb_check import check_lmdb_file, is_lmdb_file
+
+    if is_lmdb_file(path):  # ase.io.read maps an ASE-LMDB file: a truncated or corrupt one is a SIGBUS
+        check_lmdb_file(path)
+
     try:
         atoms = ase.io.read(path, index=index)
     except (ase.io.formats.UnknownFileTypeError, StopIteration, IndexError, ValueError, KeyError) as err:

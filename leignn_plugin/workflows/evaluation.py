@@ -8,7 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from leignn_plugin.outputs import replace_file, write_text
+
 TRAIN_LINE = re.compile(r"forces_mae: ([0-9.eE+-]+).*?step: ([0-9.eE+-]+)")
+LARGE_FORCE = 1.0
+"""eV/Å: force components whose reference magnitude is above this get their own MAE (the rare large
+forces an overall MAE hides)."""
 
 
 def reference_labels(lmdb_dir: Path) -> dict[str, np.ndarray]:
@@ -50,12 +55,21 @@ def aligned_predictions(pred_path: Path, lmdb_dir: Path) -> dict[str, np.ndarray
             "ref_forces": ref_forces}
 
 
-def score_predictions(pred_path: Path, lmdb_dir: Path) -> dict[str, float]:
-    """Energy MAE (eV) and force MAE on free atoms (eV/Å) of predict's npz against the labels."""
-    pairs = aligned_predictions(pred_path, lmdb_dir)
+def score_pairs(pairs: dict[str, np.ndarray]) -> dict[str, float | int | None]:
+    """Energy MAE (eV), force MAE on free atoms (eV/Å), and the force MAE of the components whose
+    reference is above :data:`LARGE_FORCE` in magnitude (None when there is none), of aligned pairs."""
+    deviation = np.abs(pairs["forces"] - pairs["ref_forces"]).ravel()  # [free atoms * 3]
+    large = np.abs(pairs["ref_forces"]).ravel() > LARGE_FORCE
     return {"energy_mae": float(np.abs(pairs["energy"] - pairs["ref_energy"]).mean()),
-            "forces_mae": float(np.abs(pairs["forces"] - pairs["ref_forces"]).mean()),
+            "forces_mae": float(deviation.mean()),
+            "forces_mae_above_1": float(deviation[large].mean()) if large.any() else None,
+            "force_components_above_1": int(large.sum()),
             "frames": len(pairs["energy"])}
+
+
+def score_predictions(pred_path: Path, lmdb_dir: Path) -> dict[str, float | int | None]:
+    """:func:`score_pairs` of predict's npz against the labels of the LMDB."""
+    return score_pairs(aligned_predictions(pred_path, lmdb_dir))
 
 
 def training_curve(log: str) -> list[tuple[float, float]]:
@@ -63,32 +77,43 @@ def training_curve(log: str) -> list[tuple[float, float]]:
     return [(float(step), float(mae)) for mae, step in TRAIN_LINE.findall(log)]
 
 
-def parity_plot(pred_path: Path, lmdb_dir: Path, out: Path) -> Path:
-    """Predicted vs reference energies and force components, side by side."""
+def parity_plot(pred_path: Path, lmdb_dir: Path, out: Path, title: str | None = None) -> Path:
+    """Predicted vs reference energies and force components of predict's npz, side by side."""
+    return pairs_parity_plot(aligned_predictions(pred_path, lmdb_dir), out, title)
+
+
+def pairs_parity_plot(pairs: dict[str, np.ndarray], out: Path, title: str | None = None) -> Path:
+    """Predicted vs reference energies and force components of aligned pairs, side by side; the force
+    panel also gives the MAE of the components above :data:`LARGE_FORCE`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = aligned_predictions(pred_path, lmdb_dir)
+    scores = score_pairs(pairs)
+    large = "" if scores["forces_mae_above_1"] is None else (
+        f", |F| > {LARGE_FORCE:g}: {scores['forces_mae_above_1']:.3g}")
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    for ax, x, y, label in ((axes[0], pairs["ref_energy"], pairs["energy"], "energy (eV)"),
-                            (axes[1], pairs["ref_forces"].ravel(), pairs["forces"].ravel(),
-                             "force component, free atoms (eV/Å)")):
+    for ax, x, y, label, note in ((axes[0], pairs["ref_energy"], pairs["energy"], "energy (eV)", ""),
+                                  (axes[1], pairs["ref_forces"].ravel(), pairs["forces"].ravel(),
+                                   "force component, free atoms (eV/Å)", large)):
         lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
         ax.scatter(x, y, s=6, alpha=0.6)
         ax.set_xlabel(f"reference {label}")
         ax.set_ylabel(f"LEIGNN {label}")
-        ax.set_title(f"MAE {np.abs(x - y).mean():.3g}")
+        ax.set_title(f"MAE {np.abs(x - y).mean():.3g}{note}")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    with replace_file(out, suffix=".png") as tmp:  # replaces a link at ``out``, never writes through it
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return out
 
 
-def curve_plot(curve: list[tuple[float, float]], out: Path) -> Path:
-    """Training force MAE against step."""
+def curve_plot(curve: list[tuple[float, float]], out: Path, label: str = "training force MAE (eV/Å)") -> Path:
+    """A training curve (``label`` against step)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,17 +123,17 @@ def curve_plot(curve: list[tuple[float, float]], out: Path) -> Path:
     steps, maes = zip(*curve)
     ax.plot(steps, maes, marker="o", ms=3)
     ax.set_xlabel("training step")
-    ax.set_ylabel("training force MAE (eV/Å)")
+    ax.set_ylabel(label)
     ax.set_yscale("log")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    with replace_file(out, suffix=".png") as tmp:  # replaces a link at ``out``, never writes through it
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return out
 
 
 def write_json(data: dict, path: Path) -> Path:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
-    return path
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:

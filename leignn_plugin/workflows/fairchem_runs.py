@@ -6,6 +6,7 @@ fairchem names every run directory by a timestamp + identifier; these helpers pa
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -43,9 +44,10 @@ class RunOutputs:
 
 
 def fresh_folder(parent: Path, name: str) -> Path:
-    """``parent/name``, or ``name-2``, ``name-3``, ...: the first that does not exist yet."""
+    """``parent/name``, or ``name-2``, ``name-3``, ...: the first that does not exist yet (a dangling
+    symbolic link exists: fairchem would write through it)."""
     candidate, n = parent / name, 1
-    while candidate.exists():
+    while os.path.lexists(candidate):
         n += 1
         candidate = parent / f"{name}-{n}"
     return candidate

@@ -5,14 +5,13 @@ each split's ``s2ef_predictions.npz`` (keys, shapes, finite values, unique ids a
 LMDB is given, that every frame of the split is predicted exactly once), then writes the file
 atomically, so a bad split never produces a file that looks submittable. Files are read without
 unpickling (``allow_pickle=False``): a file that needs it is refused before fairchem's writer sees it.
+The output is never one of the inputs, and an existing one is replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from leignn_plugin.console import run_command
+from leignn_plugin.outputs import check_output_file, refuse_input_as_output, replace_file
 
 OC20_SPLITS = ("id", "ood_ads", "ood_cat", "ood_both")
 S2EF_KEYS = ("ids", "energy", "forces", "chunk_idx")
@@ -94,10 +94,20 @@ def check_coverage(arrays: dict[str, np.ndarray], expected: set[str], split: str
         raise SubmissionError(f"{split}: {len(extra)} predicted ids are not in the split (e.g. {sorted(extra)[0]})")
 
 
-def write_submission(predictions: dict[str, Path], out_path: Path, lmdbs: dict[str, Path] | None = None) -> Path:
-    """Check every split, then write the merged npz with fairchem's writer (atomically)."""
+def submission_path(out_path: Path) -> Path:
+    """The file the submission goes to: ``out_path`` with the ``.npz`` suffix fairchem's writer gives it."""
+    return out_path if out_path.suffix == ".npz" else out_path.with_suffix(".npz")
+
+
+def write_submission(predictions: dict[str, Path], out_path: Path, lmdbs: dict[str, Path] | None = None,
+                     overwrite: bool = False) -> Path:
+    """Check the output path and every split, then write the merged npz with fairchem's writer (atomically).
+    An output that is one of the inputs is refused; an existing one unless ``overwrite``."""
     from fairchem.core.scripts.make_submission_file import write_predictions
 
+    out_path = submission_path(out_path)
+    check_output_file(out_path, overwrite, "--out")
+    refuse_input_as_output(out_path, [*predictions.values(), *(lmdbs or {}).values()])
     for split in OC20_SPLITS:
         if split not in predictions:
             raise SubmissionError(f"missing predictions for split {split} (--{split.replace('_', '-')} FILE)")
@@ -105,18 +115,10 @@ def write_submission(predictions: dict[str, Path], out_path: Path, lmdbs: dict[s
         if lmdbs and split in lmdbs:
             check_coverage(arrays, dataset_ids(lmdbs[split], f"--{split.replace('_', '-')}-lmdb"), split)
 
-    out_path = out_path if out_path.suffix == ".npz" else out_path.with_suffix(".npz")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=out_path.parent, prefix=".submission-")
-    os.close(fd)
-    try:
-        args = argparse.Namespace(dataset="OC20", out_path=tmp, is2re_relaxations=False, hybrid=False,
+    with replace_file(out_path, suffix=".npz") as tmp:
+        args = argparse.Namespace(dataset="OC20", out_path=str(tmp), is2re_relaxations=False, hybrid=False,
                                   **{s: str(predictions[s]) for s in OC20_SPLITS})
         write_predictions(args)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return out_path
 
 
@@ -132,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument(f"--{flag}-lmdb", type=Path, metavar="DIR",
                             help=f"the {split} split's LMDB directory, to check that every frame is predicted")
     parser.add_argument("--out", type=Path, required=True, help="submission file to write (.npz)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     return run_command("leignn-submission", lambda: _submit(args), errors=(SubmissionError,))
 
@@ -140,7 +143,7 @@ def _submit(args: argparse.Namespace) -> int:
     """Check the four splits and write the submission file."""
     predictions = {s: getattr(args, s) for s in OC20_SPLITS}
     lmdbs = {s: getattr(args, f"{s}_lmdb") for s in OC20_SPLITS if getattr(args, f"{s}_lmdb") is not None}
-    path = write_submission(predictions, args.out, lmdbs)
+    path = write_submission(predictions, args.out, lmdbs, overwrite=args.overwrite)
     print(f"submission written to {path}")
     return 0
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from leignn_plugin.bench.accuracy.metrics import mean_spread
 from leignn_plugin.bench.accuracy.runner import ModelResult, Plan
+from leignn_plugin.outputs import replace_file, write_text
 
 # (key in SeedRun.test, column heading, scale, format)
 METRICS = (
@@ -218,8 +219,7 @@ def to_json(plan: Plan, results: list[ModelResult], prov: dict, elapsed_s: float
 
 
 def write_json(path: Path, payload: dict) -> Path:
-    path.write_text(json.dumps(payload, indent=2, allow_nan=True))
-    return path
+    return write_text(path, json.dumps(payload, indent=2, allow_nan=True))
 
 
 def _pyplot():
@@ -260,7 +260,8 @@ def curves_figure(results: list[ModelResult], path: Path, title: str, prov: dict
     fig.suptitle(title, fontsize=10)
     fig.text(0.01, 0.01, footer(prov, 190), fontsize=6.5, color="0.3", va="bottom")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=120)
+    with replace_file(path, suffix=".png") as tmp:  # replaces a link at ``path``, never writes through it
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 
@@ -286,6 +287,7 @@ def parity_figure(results: list[ModelResult], path: Path, title: str, prov: dict
     height = fig.get_figheight()
     fig.text(0.01, 0.05 / height, footer(prov, 170), fontsize=6, color="0.3", va="bottom")
     fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.1 / height))
-    fig.savefig(path, dpi=110)
+    with replace_file(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path

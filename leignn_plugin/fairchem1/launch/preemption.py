@@ -8,6 +8,14 @@ submitit's own handler (which calls ``PluginRunner.checkpoint`` and rewrites the
 by ``sbatch``/``srun`` is requeued with ``scontrol requeue`` and resumes from its checkpoint directory.
 SIGTERM (SLURM requeuing or preempting the job itself) saves the same way and exits without requeuing.
 
+SLURM signals every process of the step (the proctrack plugin walks the process tree or cgroup), each node
+on its own schedule: the preemption signal can reach a rank twice, or only after the ranks have agreed to
+requeue, and then also the ``scontrol requeue`` rank 0 runs, which the requeue itself follows with SIGTERM.
+So once the ranks agree to requeue they ignore the preemption signal for good (it never saves or requeues
+twice, not even through submitit's handler once that is back), and rank 0 ignores SIGTERM too while it
+saves and requeues; scontrol inherits both (an ignored signal stays ignored across ``exec``) and finishes
+its request whatever arrives.
+
 Local runs use the same guard with SIGINT (Ctrl-C) and SIGTERM meaning "save and stop": the step in
 progress finishes, the full training state is written, and ``--checkpoint`` resumes from it. A second
 Ctrl-C stops at once without saving.
@@ -15,6 +23,7 @@ Ctrl-C stops at once without saving.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -116,6 +125,7 @@ class PreemptionGuard:
         self.local = signal.SIGINT in self.actions
         self.action = NONE
         self.received: signal.Signals | None = None
+        self.requeuing = False
         self._previous: dict[int, Any] = {}
         self._loader: Any = None
 
@@ -129,6 +139,8 @@ class PreemptionGuard:
     def __exit__(self, *exc: object) -> None:
         self.trainer.train_loader = self._loader
         for signum, previous in self._previous.items():
+            if self.requeuing and signum == preemption_signal():
+                continue  # stays ignored: the job is requeued, a late signal must not requeue it again
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
 
     def _request(self, signum: int, frame: FrameType | None) -> None:
@@ -164,6 +176,9 @@ class PreemptionGuard:
 
     def _stop(self, completed: int, action: int) -> None:
         flush_logger(self.trainer)
+        if action == REQUEUE:
+            self.requeuing = True
+            signal.signal(preemption_signal(), signal.SIG_IGN)
         message = f"stopped after step {completed}"
         try:
             if distutils.is_master() and action == REQUEUE:
@@ -180,10 +195,11 @@ class PreemptionGuard:
     def _save_and_requeue(self, completed: int) -> None:
         logging.warning(f"preempted: saving the training state after step {completed} and requeuing")
         previous = self._previous.get(preemption_signal())
-        if is_submitit_handler(previous):
-            previous(preemption_signal(), None)  # saves via PluginRunner.checkpoint, rewrites the job pickle
-        else:
-            requeue(self.save_checkpoint())
+        with signals_ignored(preemption_signal(), signal.SIGTERM):
+            if is_submitit_handler(previous):
+                previous(preemption_signal(), None)  # saves via PluginRunner.checkpoint, rewrites the job pickle
+            else:
+                requeue(self.save_checkpoint())
 
     def _save(self, completed: int) -> str:
         path = self.save_checkpoint()
@@ -196,6 +212,21 @@ class PreemptionGuard:
                        "job resumes from it")
         logging.warning(message)
         return message
+
+
+@contextlib.contextmanager
+def signals_ignored(*signums: signal.Signals) -> Iterator[None]:
+    """Ignore ``signums`` here and in every command started meanwhile, then restore the handlers.
+
+    A child process inherits an ignored signal through ``exec`` (a Python handler it would not), so a
+    signal SLURM sends to the whole step cannot kill the ``scontrol`` started inside this block.
+    """
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def flush_logger(trainer: Any) -> None:
@@ -214,11 +245,16 @@ def _barrier() -> None:
 
 
 def requeue(checkpoint: str | None) -> None:
-    """``scontrol requeue`` this job; on failure say how to resume by hand, and exit with an error."""
+    """``scontrol requeue`` this job; on failure say how to resume by hand, and exit with an error.
+
+    Call it inside :func:`signals_ignored` (preemption signal and SIGTERM), as the guard does.
+    """
     jid = slurm_env.job_id()
     done = subprocess.run(["scontrol", "requeue", str(jid)], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         reason = (done.stderr or done.stdout).strip()
+        if done.returncode < 0:
+            reason = f"scontrol died of signal {-done.returncode}"
         raise SystemExit(f"leignn: error: could not requeue SLURM job {jid} ({reason}); "
                          f"resume with --checkpoint {checkpoint}")
     logging.warning(f"requeued SLURM job {jid}; it resumes from {checkpoint}")

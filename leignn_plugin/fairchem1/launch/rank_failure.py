@@ -12,6 +12,7 @@ LOST_PEER_MARKERS = (
     "timed out",
     "Timed out",
     "Watchdog caught collective operation timeout",
+    "Application timeout caused pair closure",  # gloo: another operation on the pair timed out first
 )
 
 

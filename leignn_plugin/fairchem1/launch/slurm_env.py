@@ -11,9 +11,10 @@ import socket
 import subprocess
 from dataclasses import dataclass
 
-# Rendezvous ports are spread over this range by job id so that jobs sharing a node do not collide.
+# Rendezvous ports are spread over this range by job id so that jobs sharing a node do not collide; it ends
+# below Linux's ephemeral ports (32768 and up), which any outgoing connection on the node may be holding.
 PORT_BASE = 20000
-PORT_SPAN = 20000
+PORT_SPAN = 12000
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """``leignn-md analyze``: all analyses of one run folder, compared with a reference trajectory if given.
 
-Writes ``<run>/analysis/summary.json`` and PNG plots next to it.
+Writes ``<run>/analysis/summary.json`` and PNG plots next to it: into a fresh hidden folder renamed
+into place when complete (``data.staging``), so an earlier analysis is replaced only with ``overwrite``
+and only by a whole new one, and no symbolic link in the run folder is written through.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leignn_plugin.data.staging import check_output_free, staged_output
 from leignn_plugin.md.analysis import plots
 from leignn_plugin.md.analysis.distances import distance_distribution
 from leignn_plugin.md.analysis.energy_drift import energy_drift
@@ -69,11 +72,15 @@ def _check_comparable(run: Frames, ref: Frames) -> None:
 
 
 def analyze_run(run_dir: str | Path, reference: str | Path | None = None,
-                reference_frame_ps: float | None = None, settings: AnalysisSettings | None = None) -> dict:
-    """Analyse ``run_dir`` (written by ``leignn-md run``); returns the summary also written to JSON."""
+                reference_frame_ps: float | None = None, settings: AnalysisSettings | None = None,
+                overwrite: bool = False) -> dict:
+    """Analyse ``run_dir`` (written by ``leignn-md run``); returns the summary also written to JSON.
+    An earlier analysis in ``run_dir`` is refused unless ``overwrite``."""
     settings = settings or AnalysisSettings()
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
+    out = run_dir / ANALYSIS_DIR
+    check_output_free(out, overwrite=overwrite)
     run = _skip(read_frames(run_dir), settings.skip_ps)
     ref = _skip(read_frames(Path(reference), reference_frame_ps), settings.skip_ps) if reference else None
     if ref is not None:
@@ -152,11 +159,11 @@ def analyze_run(run_dir: str | Path, reference: str | Path | None = None,
     if ref_obs is not None:
         summary["errors_vs_reference"] = _errors(obs, ref_obs)
 
-    if settings.plots:
-        summary["plots"] = _plot(run_dir / ANALYSIS_DIR, obs, ref_obs, log, natoms, stab, observable)
-    out = run_dir / ANALYSIS_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+    with staged_output(out, overwrite=overwrite) as folder:
+        if settings.plots:
+            made = _plot(folder, obs, ref_obs, log, natoms, stab, observable)
+            summary["plots"] = [str(out / path.name) for path in made]
+        (folder / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -178,8 +185,8 @@ def _errors(obs: dict, ref_obs: dict) -> dict:
     return errors
 
 
-def _plot(folder: Path, obs: dict, ref_obs: dict | None, log: dict, natoms: int, stab, observable: str) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
+def _plot(folder: Path, obs: dict, ref_obs: dict | None, log: dict, natoms: int, stab, observable: str
+          ) -> list[Path]:
     made = [plots.plot_distance_distribution(obs["hr"], ref_obs["hr"] if ref_obs else None, folder / "h_r.png")]
     if "rdf" in obs:
         made.append(plots.plot_rdf(obs["rdf"], ref_obs["rdf"] if ref_obs else None, folder / "rdf.png"))
@@ -188,4 +195,4 @@ def _plot(folder: Path, obs: dict, ref_obs: dict | None, log: dict, natoms: int,
     if log:
         made.append(plots.plot_energies(log, natoms, folder / "energy.png"))
     made.append(plots.plot_stability(stab, "g(r)" if observable == "rdf" else "h(r)", folder / "stability.png"))
-    return [str(p) for p in made]
+    return made
