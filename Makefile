@@ -68,22 +68,11 @@ test-all: $(STAMP) $(STAMP2)
 demo: $(STAMP)
 	$(BIN)/python -m leignn_plugin.workflows.demo --out $(DEMO_DIR)
 
-# The fairchem 2.x demo (about 6 minutes on 2 cores): demo data as ASE-LMDB, `fairchem -c` training of the
-# direct and the conservative demo configs, errors on the test split through FAIRChemCalculator, and
-# NVE in LAMMPS through fairchem-lammps (total energy every 10 steps in $(DEMO_DIR)/lammps/nve_energy.dat).
-DEMO2_RUNS := $(DEMO_DIR)/fairchem2_runs
-DEMO2_DATA := $(DEMO_DIR)/data_aselmdb/oc20_s2ef
-DEMO2_CKPT = $(DEMO2_RUNS)/$(1)/checkpoints/final/inference_ckpt.pt
+# The fairchem 2.x demo (leignn_plugin/workflows/demo_fairchem2.py): demo data as ASE-LMDB, `leignn-fairchem2
+# train` of the direct and the conservative demo configs, test errors and a parity plot through
+# FAIRChemCalculator, NVE in LAMMPS through fairchem-lammps; it ends with the same block as `make demo`.
 demo-fairchem2: $(STAMP2)
-	$(BIN2)/leignn-data demo $(DEMO_DIR)/data_aselmdb --output-format aselmdb --overwrite --quiet
-	rm -rf $(DEMO2_RUNS)/demo $(DEMO2_RUNS)/demo_conservative
-	$(BIN2)/leignn-fairchem2 train -c configs/fairchem2/demo.yaml train_src=$(DEMO2_DATA)/train val_src=$(DEMO2_DATA)/val job.run_dir=$(DEMO2_RUNS) ++job.timestamp_id=demo
-	$(BIN2)/leignn-fairchem2 evaluate $(DEMO2_DATA)/test --checkpoint $(call DEMO2_CKPT,demo) --task demo --json $(DEMO2_RUNS)/demo/test_errors.json
-	$(BIN2)/leignn-fairchem2 train -c configs/fairchem2/demo_conservative.yaml train_src=$(DEMO2_DATA)/train val_src=$(DEMO2_DATA)/val job.run_dir=$(DEMO2_RUNS) ++job.timestamp_id=demo_conservative epochs=2
-	$(BIN2)/leignn-fairchem2 evaluate $(DEMO2_DATA)/test --checkpoint $(call DEMO2_CKPT,demo_conservative) --task demo --json $(DEMO2_RUNS)/demo_conservative/test_errors.json
-	mkdir -p $(DEMO_DIR)/lammps
-	cd $(DEMO_DIR)/lammps && $(abspath $(BIN2))/leignn-fairchem2 lammps $(abspath configs/fairchem2/lammps/nve_cu_slab.in) --checkpoint $(abspath $(call DEMO2_CKPT,demo_conservative)) --task demo > lammps.log
-	@echo "fairchem 2.x demo done: $(DEMO2_RUNS)/*/test_errors.json, $(DEMO_DIR)/lammps/nve_energy.dat"
+	$(BIN2)/python -m leignn_plugin.workflows.demo_fairchem2 --out $(DEMO_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

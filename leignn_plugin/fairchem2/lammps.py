@@ -5,19 +5,40 @@ back; the input script sets up everything else (no ``pair_style``). Its callback
 rank owns without their ghosts, so a run split over several MPI ranks would miss every interaction
 across a domain boundary: runs are refused unless they use one rank (a predict unit may still use
 several threads or a GPU).
+
+The example input (``configs/fairchem2/lammps/nve_cu_slab.in``) writes ``step ke pe etotal`` every 10
+steps to ``nve_energy.dat``; :func:`read_energy_file` and :func:`loop_timing` read what a run left.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import re
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from leignn_plugin.errors import UsageError
 from leignn_plugin.fairchem2.checkpoint import load_predict_unit
 
 MPI_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+LOOP_LINE = re.compile(r"Loop time of ([0-9.eE+-]+) on \d+ procs? for (\d+) steps with (\d+) atoms")
+
+
+def read_energy_file(path: Path) -> np.ndarray:
+    """The rows of an energy file the example input writes: ``[rows, 4]`` of step, ke, pe, etotal (eV)."""
+    return np.loadtxt(path, ndmin=2)
+
+
+def loop_timing(log: str) -> tuple[float, int, int] | None:
+    """(seconds, steps, atoms) of the last ``run`` in a LAMMPS screen log, or None if it has none."""
+    found = LOOP_LINE.findall(log)
+    if not found:
+        return None
+    seconds, steps, atoms = found[-1]
+    return float(seconds), int(steps), int(atoms)
 
 
 def preload_mpi() -> None:
@@ -55,7 +76,7 @@ def run_lammps(checkpoint: str | Path, input_script: str | Path, task_name: str,
     script = Path(input_script)
     if not script.is_file():
         raise UsageError(f"LAMMPS input not found: {script}")
-    unit = load_predict_unit(checkpoint, device=device)
+    unit = load_predict_unit(checkpoint, device=device, trust_checkpoint=trust_checkpoint)
     if task_name not in unit.dataset_to_tasks:
         raise UsageError(f"{checkpoint} has no task '{task_name}' (its tasks: {', '.join(unit.dataset_to_tasks)})")
     preload_mpi()

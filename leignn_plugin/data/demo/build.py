@@ -2,7 +2,7 @@
 
 Layout under the output directory (fixed; configs are written against it)::
 
-    oc20_s2ef/{train,val,test}/   S2EF frames, OC20 convention (y, force), EMT labels
+    oc20_s2ef/{train,val,test}/   S2EF frames (relaxations and rattled copies), OC20 convention (y, force), EMT labels
     oc20_is2re/{train,val}/       initial structures with y_init, y_relaxed, pos_relaxed
     molecules/{train,val,test}/   non-periodic molecule frames, fairchem convention (energy, forces)
     manifest.json                 counts, elements, seed, calculators, versions
@@ -10,16 +10,18 @@ Layout under the output directory (fixed; configs are written against it)::
 With ``output=OutputFormat.ASELMDB`` the same splits are ``.aselmdb`` datasets for fairchem 2.x: energy
 and forces in each row's calculator, ids and the IS2RE fields in its ``data``.
 
-Slab systems are split by system (80/10/10): S2EF splits hold whole relaxation trajectories, the
-IS2RE train split holds the S2EF training systems and the IS2RE val split all held-out systems
+Slab systems are split by system (80/10/10): S2EF splits hold whole relaxation trajectories and
+their rattled frames, the IS2RE train split holds the S2EF training systems and the IS2RE val split all held-out systems
 (non-converged relaxations are left out of IS2RE).  Molecule frames are split at random.  The
 same seed gives byte-identical LMDB files (on the same software stack); ``.aselmdb`` rows also carry
 ASE's creation time and a random ``unique_id``.
 
-Labelling cost: every BFGS step is an EMT call and every MD step a GFN2-xTB call (about 1 ms for
-these molecules), so the MD is driven by GFN2 itself rather than by a cheaper surrogate.  The
-molecule MD runs in a child process alongside the slab relaxations; the default build took
-35-40 s on two shared cores.
+Labelling cost: every BFGS step and every rattled frame is an EMT call and every MD step a GFN2-xTB
+call (about 1 ms for these molecules), so the MD is driven by GFN2 itself rather than by a cheaper
+surrogate.  The molecule MD runs in a child process alongside the slab relaxations.
+
+``data_version`` in the manifest says which recipe made the frames: 1 relaxation frames only, 2 with
+the rattled frames (the ``small`` size has none, so its data are those of version 1).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from leignn_plugin.data.splits import fraction_split
 from leignn_plugin.data.staging import check_output_free, staged_output
 
 LAYOUT_VERSION = 1
+DATA_VERSION = 2
 
 IS2RE_FIELDS = {"initial energy": "y_init", "relaxed energy": "y_relaxed", "relaxed positions": "pos_relaxed"}
 
@@ -83,6 +86,7 @@ def build_demo(
         manifest = {
             "name": "leignn-plugin demo data",
             "layout_version": LAYOUT_VERSION,
+            "data_version": DATA_VERSION,
             "seed": seed,
             "size": spec.name,
             "format": output.value,
@@ -159,7 +163,7 @@ def _write_s2ef(
     root: Path, relaxations: list[Relaxation], spec: DemoSpec, seed: int, writer: _SplitWriter
 ) -> dict[str, object]:
     summaries = {
-        name: writer.write([f for r in systems for f in r.frames], root / name, Convention.OC20)
+        name: writer.write([f for r in systems for f in (*r.frames, *r.rattled)], root / name, Convention.OC20)
         for name, systems in _system_splits(relaxations, spec, seed).items()
     }
     slabs = spec.slabs
@@ -173,6 +177,16 @@ def _write_s2ef(
             f"displaced by N(0, {slabs.rattle} Å); every {slabs.frame_stride}th step and the last kept"
         ),
         "systems": len(relaxations),
+        "rattled": {
+            "frames_per_system": slabs.rattled_per_system,
+            "sigma_range_A": list(slabs.rattled_sigma),
+            "sampling": (
+                "frames spread evenly along each relaxation, free atoms displaced by N(0, sigma) with sigma "
+                "drawn uniformly from the range, EMT-labelled"
+            ),
+            "sids": f"{len(relaxations)} + sid of the relaxed system",
+            "frames": sum(len(r.rattled) for r in relaxations),
+        },
         "metals": list(slabs.metals),
         "facets": [f"fcc({facet})" for facet in slabs.facets],
         "adsorbates": list(slabs.adsorbates),

@@ -5,12 +5,17 @@ tagged as OC20 does (0 subsurface, 1 surface, 2 adsorbate) with the subsurface l
 Free atoms get a small random displacement from a seeded generator, then BFGS relaxes the system;
 frames along that trajectory are S2EF samples, and the start/end points give the IS2RE record
 (``y_init``, ``y_relaxed``, ``pos_relaxed``).  Energies are total EMT energies in eV.
+
+Each system also gets a few *rattled* S2EF frames (as OC20 has rattled data beside its relaxations):
+frames along the relaxation with the free atoms displaced at random, labelled by EMT. They carry the
+large forces (several eV/Å) that relaxations from near-minimum starts reach only in their first steps.
+They form their own trajectory: sid ``number of systems + sid`` of the relaxed system, fid 0, 1, ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 
 import numpy as np
@@ -59,6 +64,7 @@ class Relaxation:
     initial: Frame
     converged: bool
     steps: int
+    rattled: tuple[Frame, ...] = ()
 
 
 def enumerate_systems(spec: SlabSpec, seed: int) -> list[tuple[str, str, str, str]]:
@@ -158,11 +164,37 @@ def _frame(
     return Frame(_geometry(template, positions), energy, forces, None, sid, fid, origin)
 
 
+def rattled_frames(relaxation: Relaxation, sid: int, spec: SlabSpec, seed: int) -> tuple[Frame, ...]:
+    """``spec.rattled_per_system`` frames spread evenly along ``relaxation`` (its first frame included),
+    free atoms displaced by N(0, sigma) Å with sigma drawn from ``spec.rattled_sigma``, EMT-labelled."""
+    count = spec.rattled_per_system
+    if count <= 0:
+        return ()
+    rng = np.random.default_rng((seed, 3, relaxation.sid))
+    chosen = np.linspace(0, len(relaxation.frames) - 1, count).round().astype(int)  # [count]
+    frames = []
+    for fid, index in enumerate(chosen.tolist()):
+        base = relaxation.frames[index]
+        atoms = _geometry(base.atoms, base.atoms.positions)
+        free = atoms.get_tags() != TAG_SUBSURFACE
+        sigma = rng.uniform(*spec.rattled_sigma)
+        displacement = rng.normal(0.0, sigma, size=(len(atoms), 3)) * free[:, None]  # [N, 3]
+        positions = wrap_positions(atoms.positions + displacement, atoms.cell, pbc=atoms.pbc, eps=0)
+        atoms.set_positions(positions, apply_constraint=False)
+        atoms.calc = EMT()
+        energy, forces = float(atoms.get_potential_energy()), atoms.get_forces(apply_constraint=False)
+        origin = f"demo slab {relaxation.sid} rattled: frame {base.fid} with sigma {sigma:.3f} Å"
+        frames.append(_frame(atoms, positions, energy, forces, sid, fid, origin))
+    return tuple(frames)
+
+
 def relax_all(spec: SlabSpec, seed: int, *, on_done: Callable[[], None] | None = None) -> list[Relaxation]:
-    """Relax every system of the spec, in ``sid`` order."""
+    """Relax every system of the spec, in ``sid`` order, each with its rattled frames."""
+    systems = enumerate_systems(spec, seed)
     relaxations = []
-    for sid, system in enumerate(enumerate_systems(spec, seed)):
-        relaxations.append(relax_system(sid, system, spec, seed))
+    for sid, system in enumerate(systems):
+        relaxation = relax_system(sid, system, spec, seed)
+        relaxations.append(replace(relaxation, rattled=rattled_frames(relaxation, len(systems) + sid, spec, seed)))
         if on_done is not None:
             on_done()
     return relaxations
