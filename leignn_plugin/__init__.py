@@ -11,28 +11,15 @@ fairchem the core and the graph still import.
 
 from __future__ import annotations
 
-from importlib import metadata
-
 __version__ = "0.1.0"
-
-
-def _fairchem_major() -> int | None:
-    """The major version of the importable fairchem-core, None when there is none."""
-    try:
-        import fairchem.core  # noqa: F401
-    except ImportError:
-        return None
-    try:
-        return int(metadata.version("fairchem-core").split(".")[0])
-    except (metadata.PackageNotFoundError, ValueError):
-        return None
 
 
 try:  # Ctrl-C during fairchem's import ends a leignn-* command with one line, and its noise is dropped (console.py)
     from leignn_plugin.console import quiet_host_import
+    from leignn_plugin.installed_host import fairchem_major
 
     with quiet_host_import():
-        HOST_FAIRCHEM = _fairchem_major()
+        HOST_FAIRCHEM = fairchem_major()
 
         if HOST_FAIRCHEM == 1:
             from leignn_plugin import fairchem1  # registers the names in fairchem's registry

@@ -10,7 +10,7 @@ import torch
 
 from leignn_plugin.testing.bad_inputs import Payload, recorder  # noqa: F401 (the tests import Payload from here)
 from leignn_plugin.testing.commands import error_line  # noqa: F401 (the tests import it from here)
-from leignn_plugin.testing.configs import MODEL_CONFIGS
+from leignn_plugin.testing.configs import BANDED_CONFIGS, MODEL_CONFIGS
 from leignn_plugin.testing.configs import SMALL as CORE_SMALL
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -18,11 +18,6 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 # 128 Gaussians are banded (accel/bands.py), so their filters run window by window. Their
 # narrow peaks make a random small model too sharp for the suite's float32 and finite-difference
 # tolerances (with and without bands alike): tests/test_radial_bands.py checks these in float64.
-BANDED_CONFIGS: dict[str, dict] = {
-    "direct-gaussian-banded": dict(direct_forces=True, rbf="gaussian", num_rbf=128),
-    "conservative-gaussian-banded": dict(direct_forces=False, rbf="gaussian", num_rbf=128),
-}
-
 SMALL = dict(**CORE_SMALL, use_pbc=True, otf_graph=True)
 
 

@@ -1,6 +1,8 @@
-"""The layout's promises: the core, graph and speed paths run without fairchem; layers import only
-downwards (core <- accel, graph <- hosts); no module imports another in a circle; the message
-equation is written once."""
+"""The layout's promises: the model (core, graph, speed paths), the shared adapters, the checkpoint
+loader and the MD tools run without fairchem; layers import only downwards; a host integration
+(``fairchem1``, ``fairchem2``) never imports the package root, the other host or the tools built on
+the hosts; neither modules nor packages import each other in a circle; the message equation is
+written once."""
 
 from __future__ import annotations
 
@@ -15,10 +17,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "leignn_plugin"
 # (``errors`` is a leaf of exception types every layer may raise)
 ALLOWED = {
     "core": {"errors"},
-    "graph": {"errors"},
+    "graph": {"core", "errors"},  # the core's geometry constants (one coincident-atom threshold)
     "accel": {"core", "errors"},
     "adapters": {"core", "graph", "accel", "errors"},
+    "checkpoints": {"core", "graph", "accel", "adapters", "errors"},
+    "md": {"checkpoints", "core", "graph", "accel", "adapters", "data", "errors", "outputs", "console"},
 }
+HOSTS = ("fairchem1", "fairchem2")
+# what a host integration must never import: the package root (which imports the hosts), the other
+# host, and the packages that sit on top of the hosts (benchmarks, workflows, test helpers, the legacy
+# ``models`` names)
+ABOVE_HOSTS = {"bench", "workflows", "testing", "models"}
 HOST_MODULES = ("fairchem", "torch_geometric", "torch_scatter", "torch_sparse")
 
 
@@ -63,6 +72,44 @@ def test_layers_import_only_what_they_may():
             if imported.startswith("leignn_plugin."):
                 other = imported.split(".")[1]
                 assert other == layer or other in ALLOWED[layer], f"{path.relative_to(PACKAGE)} imports {imported}"
+
+
+def test_hosts_import_neither_the_root_nor_each_other():
+    for host in HOSTS:
+        for path in (PACKAGE / host).rglob("*.py"):
+            for imported in imports_of(path, frozenset(project_graph())):
+                where = f"{path.relative_to(PACKAGE)} imports {imported}"
+                assert imported != "leignn_plugin", where
+                if imported.startswith("leignn_plugin."):
+                    other = imported.split(".")[1]
+                    assert other not in ABOVE_HOSTS and other not in set(HOSTS) - {host}, where
+
+
+def package_of(module: str) -> str:
+    """The package a module belongs to: its first component under ``leignn_plugin`` (the root's
+    ``__init__`` is ``leignn_plugin``)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_packages_import_each_other_without_a_cycle():
+    """Between packages too: a loop such as root -> host -> root would not show between files."""
+    packages: dict[str, set[str]] = {}
+    for module, imported in project_graph().items():
+        packages.setdefault(package_of(module), set()).update(package_of(m) for m in imported)
+    for package, targets in packages.items():
+        targets.discard(package)
+    done: set[str] = set()
+
+    def visit(package: str, path: list[str]) -> None:
+        for nxt in sorted(packages.get(package, ())):
+            assert nxt not in path, "package import cycle: " + " -> ".join([*path, nxt])
+            if nxt not in done:
+                visit(nxt, [*path, nxt])
+        done.add(package)
+
+    for package in sorted(packages):
+        visit(package, [package])
 
 
 def test_no_import_cycles():

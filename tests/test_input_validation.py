@@ -138,7 +138,7 @@ def test_hydra_backbone_and_heads_are_checked():
     config["model"]["backbone"]["num_rbf"] = 0
     assert "model.backbone.num_rbf must be a positive integer, got 0" in refusal(config)
     config = hydra_config(False, {"forces": {"module": "leignn_force_head"}})
-    assert "model.heads.forces: leignn_force_head needs a backbone with direct_forces" in refusal(config)
+    assert "model.heads.forces: leignn_force_head needs a backbone with regress_forces: true and direct_forces: true" in refusal(config)
     config = hydra_config(True, {"energy": {"module": "leignn_energy_head", "hidden": 3}})
     assert "unknown key model.heads.energy.hidden" in refusal(config)
     config = hydra_config(True, {"energy": {"module": "leignn_energy_head"}})

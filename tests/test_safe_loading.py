@@ -28,9 +28,10 @@ from ase.io import read
 from conftest import Payload, error_line
 
 from leignn_plugin.adapters.checkpoint_files import CheckpointError
+from leignn_plugin.checkpoints import load_potential
 from leignn_plugin.data.safe_records import RecordRefused, loads
 from leignn_plugin.errors import UsageError
-from leignn_plugin.fairchem1.checkpoint import load_potential, read_checkpoint
+from leignn_plugin.fairchem1.checkpoint import read_checkpoint
 from leignn_plugin.fairchem1.hydra_conversion import convert_checkpoint
 from leignn_plugin.fairchem1.safe_load import check_run_checkpoint, safe_loading
 from leignn_plugin.md.calculator import LEIGNNCalculator

@@ -26,13 +26,13 @@ from ase.build import bulk
 from ase.io import read, write
 from test_md_models import TrainedModels, trained_models
 
+from leignn_plugin.checkpoints import load_potential
 from leignn_plugin.core import AtomGraph, LEIGNNPotential
 from leignn_plugin.data.atoms_to_data import FrameConverter
 from leignn_plugin.data.conventions import Convention
 from leignn_plugin.data.frame import Frame
 from leignn_plugin.data.lmdb_writer import write_lmdb_shards
 from leignn_plugin.fairchem1 import LEIGNN
-from leignn_plugin.fairchem1.checkpoint import load_potential
 from leignn_plugin.fairchem1.harness import atoms_batch
 from leignn_plugin.fairchem1.hydra_conversion import convert_checkpoint
 from leignn_plugin.graph import neighbor_graph

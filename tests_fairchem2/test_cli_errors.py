@@ -13,6 +13,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from ase.build import bulk
+from ase.io import write
 from conftest import BIN, REPO
 
 from leignn_plugin.testing.commands import error_line
@@ -71,13 +73,16 @@ def test_ctrl_c_during_the_fairchem_import(tmp_path):
 
 
 def test_leignn_md_in_this_environment(tmp_path, bad_input):
-    """``analyze`` runs here (numpy and ASE); ``run`` needs fairchem 1.10's environment and says so."""
-    done = command("leignn-md", "run", "--checkpoint", "ckpt.pt", "--structure", "x.extxyz", "--steps", "1",
-                   "--out", str(tmp_path / "run"))
+    """Both commands run here; a missing checkpoint or run folder is one line."""
+    structure = tmp_path / "x.extxyz"
+    write(structure, bulk("Cu", "fcc", a=3.6, cubic=True))
+    done = command("leignn-md", "run", "--checkpoint", str(tmp_path / "ckpt.pt"), "--structure", str(structure),
+                   "--steps", "1", "--out", str(tmp_path / "run"))
     line = error_line(done.returncode, done.stderr, "leignn-md")
-    assert line.startswith("leignn-md: error: leignn-md run needs the fairchem 1.10 environment (.venv")
+    assert line == f"leignn-md: error: checkpoint not found: {tmp_path / 'ckpt.pt'}"
     assert not (tmp_path / "run").exists()
-    bad_input("leignn-md run in the fairchem 2.x environment", "leignn-md run ... (.venv-fairchem2)", line)
+    bad_input("leignn-md run with a missing checkpoint (fairchem 2.x environment)",
+              "leignn-md run --checkpoint MISSING.pt ... (.venv-fairchem2)", line)
     done = command("leignn-md", "analyze", str(tmp_path))
     assert error_line(done.returncode, done.stderr, "leignn-md").endswith("is not an MD run folder (no run.json; "
                                                                           "run `leignn-md run` first)")

@@ -66,7 +66,7 @@ def test_fairchem_run_records_its_training_elements_and_warns_once(direct_run, d
     energies(calc, val)
     symbols = ", ".join(sorted(chemical_symbols[z] for z in train))
     assert warnings_in(capfd.readouterr().err) == [
-        f"leignn: warning: a structure holds Al, which the training data of this model did not (trained on "
+        f"leignn: warning: a structure holds Al, which the training data of {direct_run.checkpoint} did not (trained on "
         f"{symbols}): its predictions are extrapolations"]
 
 
@@ -92,7 +92,7 @@ def test_converter_carries_the_record(tmp_path, capfd):
     alloy.numbers[:2] = AL
     energies(calc, [copper, alloy, alloy.copy()])
     (line,) = warnings_in(capfd.readouterr().err)
-    assert line.startswith("leignn: warning: a structure holds Al, which the training data of this model did not "
+    assert line.startswith(f"leignn: warning: a structure holds Al, which the training data of {dst} did not "
                            "(trained on Cu, Ni)")
 
 

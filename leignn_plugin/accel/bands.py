@@ -7,9 +7,8 @@ has at most 19 nonzero values out of 128, because Gaussians more than 9.3 widths
 ``group`` columns at a time gives every group a window of W = group + band - 1 columns holding all
 of its nonzeros. Each layer's radial filter [E, R + 1] @ [R + 1, 3F] then becomes one
 [E_g, W + 1] @ [W + 1, 3F] matmul per group (the window, then the envelope column that carries
-the bias). The products left out are exact zeros. On the benchmark batch (float32, W = 26 of 128)
-the filter went from 18.3 to 7.3 ms per layer (``benchmarks/profile_forward.py``, sum of the band
-matmuls, 2 cores). Bases without a narrow band (spherical Bessel; Bernstein of high degree) keep a
+the bias). The products left out are exact zeros; what it saves on the benchmark batch is in
+benchmarks/README.md ("What was optimised"). Bases without a narrow band (spherical Bessel; Bernstein of high degree) keep a
 single window of all R columns.
 """
 

@@ -16,9 +16,7 @@ class EdgeBuffers:
 
     Each message block writes [E, 3F] tensors (radial filter, gathered node features, gathered
     vectors). Fresh tensors of that size come from new pages of the operating system, and touching
-    them costs about as much as the work done in them: on 2 CPU cores (``benchmarks/profile_forward.py``,
-    an OC20 batch, per-call means over 4 layers) the node-feature gather took 15.6 ms into new tensors
-    and 7.1 ms into reused ones, the radial matmul 26.8 ms against 18.3 ms.
+    them costs about as much as the work done in them (benchmarks/README.md, "What was optimised").
     Without autograd nothing needs those tensors after the layer, so the layers of one forward pass
     (and the edge chunks of one layer) share one set of buffers. Create one per forward pass.
     """

@@ -17,21 +17,21 @@ from contextlib import contextmanager
 
 from torch import nn
 
-from leignn_plugin.accel.swap import fast_blocks
+from leignn_plugin.accel.swap import hookable_blocks
 
 
 def set_edge_chunk_size(model: nn.Module, size: int | None) -> None:
     """Process the edges of every message block of ``model`` in chunks of ``size`` (None: all at once)."""
     if size is not None and size < 1:
         raise ValueError(f"edge chunk size must be a positive number of edges, got {size}")
-    for block in fast_blocks(model):
+    for block in hookable_blocks(model):
         block.edge_chunk_size = size
 
 
 @contextmanager
 def edge_chunks(model: nn.Module, size: int | None) -> Iterator[nn.Module]:
     """Within the block, ``model`` runs edge-chunked; the previous setting is restored afterwards."""
-    blocks = fast_blocks(model)
+    blocks = hookable_blocks(model)
     previous = [b.edge_chunk_size for b in blocks]
     set_edge_chunk_size(model, size)
     try:

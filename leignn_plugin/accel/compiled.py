@@ -20,12 +20,12 @@ from torch import nn
 
 from leignn_plugin.accel.dense_sums import dense_message_sums
 from leignn_plugin.accel.message import DenseSum
-from leignn_plugin.accel.swap import fast_blocks, representations
+from leignn_plugin.accel.swap import hookable_blocks, representations
 
 
 def use_dense_sums(model: nn.Module, dense_sum: DenseSum | None = dense_message_sums) -> None:
     """Sum the messages of every block of ``model`` with ``dense_sum`` (None: the eager scatter)."""
-    for block in fast_blocks(model):
+    for block in hookable_blocks(model):
         block.dense_sum = dense_sum
 
 

@@ -8,8 +8,8 @@ points at an all-zero row appended to the per-edge inputs, so padded slots add e
 
 The table is slot-major, [K, N]: the sum runs over the leading dimension, so inductor's CPU code
 loads 16 channels of a neighbour's row at once and adds over the slots. Atom-major [N, K] made it
-vectorise over the slots instead, with a scalar gather per neighbour: 11.5 against 7.4 ms per layer
-on the benchmark batch (``benchmarks/profile_forward.py --compiled``, the compiled region, 2 cores).
+vectorise over the slots instead, with a scalar gather per neighbour, which measured slower
+(benchmarks/README.md, "Compiled inference").
 """
 
 from __future__ import annotations

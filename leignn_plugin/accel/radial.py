@@ -1,9 +1,8 @@
 """Radial features without subnormal numbers, written in place for inference (CPU speed path).
 
 Far-away Gaussians (and high-degree Bernstein terms) evaluate to subnormal numbers, and CPUs
-multiply subnormals through a slow microcode path: with them the radial matmul of an OC20 batch ran
-3.6x slower (96 ms against 27 ms per [11330, 129] @ [129, 1536] call, float32, 2 cores,
-``benchmarks/profile_forward.py``). The flush also makes the features banded, which
+multiply subnormals through a slow microcode path, several times slower on the radial matmul of an
+OC20 batch (benchmarks/README.md, "What was optimised"). The flush also makes the features banded, which
 ``bands.py`` exploits.
 """
 

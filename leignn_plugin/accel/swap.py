@@ -63,7 +63,13 @@ def is_accelerated(model: nn.Module) -> bool:
 
 
 def fast_blocks(model: nn.Module) -> list[FastMessageBlock]:
-    """The message blocks of ``model``, switched to the fast class (without CPU paths) if still plain."""
+    """The fast message blocks of ``model`` (none while it runs the plain blocks); changes nothing."""
+    return [m for m in model.modules() if isinstance(m, FastMessageBlock)]
+
+
+def hookable_blocks(model: nn.Module) -> list[FastMessageBlock]:
+    """The message blocks of ``model`` for a hook only the fast class has (edge chunks, dense sums): a
+    plain model is switched to the fast blocks first, without the CPU paths (the same numbers)."""
     if not is_accelerated(model):
         accelerate(model, cpu_paths=False)
-    return [m for m in model.modules() if isinstance(m, FastMessageBlock)]
+    return fast_blocks(model)

@@ -153,17 +153,18 @@ def _unreadable(source: object, err: BaseException) -> str:
 
 
 def read_checkpoint(path: str | Path, trust_checkpoint: bool = False,
-                    is_leignn: Callable[[dict], bool] | None = None) -> dict:
+                    is_leignn: Callable[[dict], bool] | None = None, loaded: object = None) -> dict:
     """The fairchem 1.x checkpoint at ``path`` as a dict with ``config`` (naming a model) and ``state_dict``.
 
-    Loaded weights-only unless ``trust_checkpoint``. With ``is_leignn`` (the host's test of a model
-    config) the model must be LEIGNN (or hydra on its backbone); either way the state dict must hold
-    tensors, so an empty or foreign file is refused here, before anything is built or written from it.
+    Loaded weights-only unless ``trust_checkpoint`` (``loaded``: what the file already unpickled to).
+    With ``is_leignn`` (a test of a model config) the model must be LEIGNN (or hydra on its backbone);
+    either way the state dict must hold tensors, so an empty or foreign file is refused here, before
+    anything is built or written from it.
     """
     path = Path(path)
-    if not path.is_file():
+    if loaded is None and not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    checkpoint = load_torch_file(path, trusted=trust_checkpoint)
+    checkpoint = load_torch_file(path, trusted=trust_checkpoint) if loaded is None else loaded
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "config" not in checkpoint:
         raise CheckpointError(f"{path} is not a fairchem checkpoint (no 'config' and 'state_dict' entries)")
     config = checkpoint["config"]
@@ -272,6 +273,28 @@ def stored_element_references(checkpoint: Mapping, path: Path) -> dict[str, torc
             raise CheckpointError(f"{path}: {where} holds values that are not finite")
         references[key] = values.detach()
     return references
+
+
+def check_weight_names(model: torch.nn.Module, state: Mapping, path: Path, optional: Callable[[str], bool]) -> None:
+    """The weights ``state`` name exactly the tensors of ``model`` (those for which ``optional`` holds may
+    be missing); one :class:`CheckpointError` line saying how they differ otherwise."""
+    names, given = set(model.state_dict()), set(state)
+    required = {k for k in names if not optional(k)}
+    missing, unexpected = sorted(required - given), sorted(given - names)
+    if missing == sorted(required):
+        raise CheckpointError(f"{path} holds no LEIGNN weights: none of its {len(given)} tensors belongs to the "
+                              f"model in its config (e.g. '{sorted(given)[0]}')")
+    if missing or unexpected:
+        parts = [f"{len(missing)} missing (e.g. '{missing[0]}')"] if missing else []
+        parts += [f"{len(unexpected)} unexpected (e.g. '{unexpected[0]}')"] if unexpected else []
+        raise CheckpointError(f"{path}: weights do not match the model in its config: {', '.join(parts)}")
+
+
+def weights_mismatch(err: RuntimeError, path: Path) -> CheckpointError:
+    """torch's ``load_state_dict`` error as one line naming the file (its first specific line)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    first = lines[1] if len(lines) > 1 else lines[0]  # the line after torch's "Error(s) in loading ..."
+    return CheckpointError(f"{path}: weights do not match the model in its config ({first[:300]})")
 
 
 def copy_ema(model: torch.nn.Module, ema_state: dict, path: Path) -> None:

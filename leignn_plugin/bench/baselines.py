@@ -1,9 +1,15 @@
-"""The models a benchmark compares: LEIGNN at the paper's OC20 size and fairchem's own baselines.
+"""The models a benchmark compares: LEIGNN at the paper's OC20 size and the installed fairchem's own
+baselines.
 
-Baselines use the hyper-parameters of fairchem's OC20 S2EF configs (``configs/s2ef/all/...`` in the
+fairchem 1.10: the hyper-parameters of fairchem's OC20 S2EF configs (``configs/s2ef/all/...`` in the
 fairchem repository). The configs' scale files are not shipped with the pip package: PaiNN and
 GemNet-OC run unscaled, which costs the same (a scale factor is one multiply) but means their
-outputs are not calibrated; that does not matter for cost.
+outputs are not calibrated; that does not matter for cost; the reference is PaiNN at LEIGNN's size.
+fairchem 2.x: LEIGNN and its ablations as ``HydraModel`` s, and fairchem 2.x's current backbone,
+``models/uma``'s eSCN-MD at the UMA-small / eSEN-sm size (fairchem's ``K4L2`` backbone config:
+128 channels, lmax = mmax = 2, 4 layers, 64 Gaussians, cutoff 6 Å, 30 neighbours; no mixture of
+experts), with random weights, as the reference. Models are named by dotted path and built only
+when measured, so this module imports no host.
 """
 
 from __future__ import annotations
@@ -120,12 +126,65 @@ MODEL_SPECS: dict[str, ModelSpec] = {
 
 DEFAULT_MODELS = tuple(MODEL_SPECS)
 
+REFERENCE_FAIRCHEM2 = "esen-sm"
 
-def resolve(names: list[str]) -> list[ModelSpec]:
-    """The specs for ``names`` in order; the reference PaiNN is always included (ratios need it)."""
-    unknown = [n for n in names if n not in MODEL_SPECS]
+ESEN_SM = dict(max_num_elements=100, sphere_channels=128, lmax=2, mmax=2, otf_graph=True, max_neighbors=30,
+               cutoff=6.0, edge_channels=128, distance_function="gaussian", num_distance_basis=64,
+               regress_forces=True, direct_forces=True, num_layers=4, hidden_channels=128, norm_type="rms_norm_sh",
+               act_type="gate", ff_type="spectral", chg_spin_emb_type="rand_emb",
+               dataset_mapping={"oc20": "oc20"})
+"""fairchem's UMA-small backbone config (``configs/uma/training_release/backbone/K4L2.yaml``) without the
+mixture of experts, direct forces, OC20's 30 neighbours."""
+
+
+def leignn_2x_kwargs(**extra) -> dict:
+    """LEIGNN at the paper's OC20 size for the 2.x ``HydraModel`` (no 1.10-only options)."""
+    options = leignn_kwargs(**extra)
+    for host_only in ("use_pbc", "otf_graph"):
+        options.pop(host_only)
+    return options
+
+
+MODEL_SPECS_FAIRCHEM2: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("leignn", "LEIGNN 512x4 (c6, n20)", "leignn_plugin.fairchem2.harness.leignn_hydra",
+                  leignn_2x_kwargs(), "paper's OC20 size, direct forces, a fairchem 2.x HydraModel"),
+        ModelSpec("leignn-vanilla", "LEIGNN Vanilla 512x4", "leignn_plugin.fairchem2.harness.leignn_hydra",
+                  leignn_2x_kwargs(virtual_node=False, node_update="painn"),
+                  "the paper's ablation: PaiNN's update, no virtual node"),
+        ModelSpec("leignn-vanilla-nmu", "LEIGNN Vanilla + NMU 512x4", "leignn_plugin.fairchem2.harness.leignn_hydra",
+                  leignn_2x_kwargs(virtual_node=False), "the paper's ablation: LEIGNN's update, no virtual node"),
+        ModelSpec(REFERENCE_FAIRCHEM2, "eSEN-sm / UMA-small backbone (c6, n30)",
+                  "leignn_plugin.fairchem2.harness.esen_hydra", ESEN_SM,
+                  "fairchem 2.x models/uma eSCN-MD, K4L2 size, no MoE, direct forces; random weights"),
+    )
+}
+
+
+def host_leignn(host: int | None, **kwargs) -> nn.Module:
+    """LEIGNN with ``leignn_kwargs`` options as the installed host builds it: fairchem 1.10's ``LEIGNN``,
+    or fairchem 2.x's ``HydraModel`` with flat outputs (both output ``energy``, ``forces`` [N, 3])."""
+    if host == 2:
+        for host_only in ("use_pbc", "otf_graph"):
+            kwargs.pop(host_only, None)
+        return ModelSpec("leignn", "LEIGNN", "leignn_plugin.fairchem2.harness.leignn_hydra", kwargs).build()
+    return ModelSpec("leignn", "LEIGNN", "leignn_plugin.fairchem1.models.LEIGNN", kwargs).build()
+
+
+def model_set(host: int | None) -> tuple[dict[str, ModelSpec], str]:
+    """The models the installed host can build, and the reference the ratios are taken to."""
+    return (MODEL_SPECS_FAIRCHEM2, REFERENCE_FAIRCHEM2) if host == 2 else (MODEL_SPECS, REFERENCE)
+
+
+def resolve(names: list[str] | None, host: int | None = 1) -> list[ModelSpec]:
+    """The specs for ``names`` (None: all of the host's) in order; the host's reference is always
+    included (ratios need it)."""
+    specs, reference = model_set(host)
+    names = list(specs) if names is None else names
+    unknown = [n for n in names if n not in specs]
     if unknown:
-        raise ValueError(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(MODEL_SPECS)}")
-    if REFERENCE not in names:
-        names = [REFERENCE, *names]
-    return [MODEL_SPECS[n] for n in dict.fromkeys(names)]
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(specs)}")
+    if reference not in names:
+        names = [reference, *names]
+    return [specs[n] for n in dict.fromkeys(names)]

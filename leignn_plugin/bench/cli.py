@@ -102,13 +102,14 @@ def _header(args: argparse.Namespace, title: str) -> str:
 
 
 def _run_models(args: argparse.Namespace) -> str:
-    from leignn_plugin.bench.baselines import DEFAULT_MODELS, resolve
+    from leignn_plugin.bench.baselines import resolve
     from leignn_plugin.bench.batch import oc20_like_batch
     from leignn_plugin.bench.compare import default_budget_gib, reference_of, run_comparison
     from leignn_plugin.bench.report import comparison_figure, comparison_table, write_json
+    from leignn_plugin.installed_host import fairchem_major
 
-    names = DEFAULT_MODELS if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]
-    specs = resolve(list(names))
+    names = None if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]
+    specs = resolve(names, fairchem_major())
     size = tuple(_int_list(args.slab_size, "--slab-size"))
     if len(size) != 3:
         raise BenchError(f"--slab-size: expected three numbers a,b,layers, got '{args.slab_size}'")
@@ -122,7 +123,7 @@ def _run_models(args: argparse.Namespace) -> str:
                              memory_budget_gib=budget)
     reference = reference_of(results)
     title = (f"Cost on one OC20-like batch ({args.structures} slabs, {int(batch.natoms.sum())} atoms), "
-             f"ratios to PaiNN 512x4")
+             f"ratios to {reference.label if reference else specs[0].label}")
     table = comparison_table(results, reference)
     text = _header(args, title) + table + "\n"
     write_json(args.out / "models.json", {
@@ -172,16 +173,18 @@ def _run_md(args: argparse.Namespace) -> str:
 def _run_compiled(args: argparse.Namespace) -> str:
     from torch import nn
 
-    from leignn_plugin.bench.baselines import leignn_kwargs
+    from leignn_plugin.bench.baselines import host_leignn, leignn_kwargs
     from leignn_plugin.bench.batch import oc20_like_batch
     from leignn_plugin.bench.compiled_speed import run_compiled_speed
     from leignn_plugin.bench.report import write_json
-    from leignn_plugin.fairchem1.models import LEIGNN
+    from leignn_plugin.core.heads import EnergyHead
+    from leignn_plugin.installed_host import fairchem_major
 
     torch.manual_seed(args.seed)
-    model = LEIGNN(**leignn_kwargs(hidden_channels=args.hidden, num_layers=args.layers))
+    model = host_leignn(fairchem_major(), **leignn_kwargs(hidden_channels=args.hidden, num_layers=args.layers))
     # an untrained energy head starts at zero; give it weights so that the parity check covers energies
-    nn.init.normal_(model.energy_head.mlp[-1].weight, std=0.05)
+    energy_head = next(m for m in model.modules() if isinstance(m, EnergyHead))
+    nn.init.normal_(energy_head.mlp[-1].weight, std=0.05)
     batch = oc20_like_batch(args.structures, args.seed, tuple(_int_list(args.slab_size, "--slab-size")))
     res = run_compiled_speed(model, batch, args.repeats, torch.device(args.device))
     title = f"Compiled (torch.compile, inductor) against eager inference, LEIGNN {args.hidden}x{args.layers}"
@@ -219,6 +222,12 @@ def _bench(args: argparse.Namespace) -> int:
         raise BenchError(f"--repeats must be at least 1, got {args.repeats}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError("--device cuda: no CUDA device is available on this machine")
+    if args.command == "accuracy":
+        from leignn_plugin.installed_host import fairchem_major
+
+        if fairchem_major() != 1:
+            raise BenchError("leignn-bench accuracy trains every model through main.py and fairchem 1.10's trainer: "
+                             "run it in the fairchem 1.10 environment (.venv, make install)")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.out is None:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm import tqdm
 
-from leignn_plugin.bench.baselines import REFERENCE, ModelSpec
+from leignn_plugin.bench.baselines import REFERENCE, REFERENCE_FAIRCHEM2, ModelSpec
 from leignn_plugin.bench.measure import (
     ModelRunner,
     count_flops,
@@ -199,5 +199,5 @@ def run_comparison(
 
 
 def reference_of(results: list[ModelResult]) -> ModelResult | None:
-    """The reference PaiNN's result, when it was measured."""
-    return next((r for r in results if r.name == REFERENCE and r.status == "ok"), None)
+    """The reference's result (PaiNN 512x4 under fairchem 1.10, eSEN-sm under 2.x), when it was measured."""
+    return next((r for r in results if r.name in (REFERENCE, REFERENCE_FAIRCHEM2) and r.status == "ok"), None)

@@ -7,11 +7,11 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from leignn_plugin.accel import compile_for_inference
 from leignn_plugin.bench.measure import measure_call
-from leignn_plugin.fairchem1.models import LEIGNN
 
 
 @dataclass
@@ -29,12 +29,12 @@ class CompiledResult:
         return asdict(self)
 
 
-def _predict(model: LEIGNN, batch) -> dict[str, torch.Tensor]:
+def _predict(model: nn.Module, batch) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         return {k: v.detach() for k, v in model(batch).items()}
 
 
-def run_compiled_speed(model: LEIGNN, batch, repeats: int, device: torch.device) -> CompiledResult:
+def run_compiled_speed(model: nn.Module, batch, repeats: int, device: torch.device) -> CompiledResult:
     """Compile ``model``, check its outputs against eager mode, then time both, interleaved."""
     model = model.to(device).eval()
     batch = batch.clone().to(device)

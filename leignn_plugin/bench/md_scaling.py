@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from ase import Atoms, units
 from ase.build import bulk
+from torch import nn
 from tqdm import tqdm
 
 from leignn_plugin.accel import chunk_size_for, set_edge_chunk_size
-from leignn_plugin.bench.baselines import leignn_kwargs
+from leignn_plugin.bench.baselines import host_leignn, leignn_kwargs
 from leignn_plugin.bench.measure import measure_call, resident_mib
-from leignn_plugin.fairchem1.models import LEIGNN
 from leignn_plugin.graph import neighbor_graph
+from leignn_plugin.installed_host import fairchem_major
 from leignn_plugin.testing.structures import to_batch
 
 # The paper's MD settings: 512 channels, 4 layers, cutoff 5 Å, at most 50 neighbours.
@@ -63,7 +64,7 @@ class LeapfrogMD:
     steps), so every timed step is exactly one neighbour search and one forward pass.
     """
 
-    def __init__(self, model: LEIGNN, atoms: Atoms, timestep_fs: float = 1.0, temperature_k: float = 300.0,
+    def __init__(self, model: nn.Module, atoms: Atoms, timestep_fs: float = 1.0, temperature_k: float = 300.0,
                  seed: int = 0) -> None:
         self.model = model
         self.batch = to_batch([atoms])
@@ -87,11 +88,12 @@ def md_model_kwargs(**overrides) -> dict:
     return leignn_kwargs(graph_method="vesin", **{**MD_MODEL, **overrides})
 
 
-def md_model(seed: int = 0, chunk_mib: float = 512.0, **overrides) -> LEIGNN:
-    """LEIGNN at the paper's MD size with vesin's graph and edge chunks of about ``chunk_mib``."""
+def md_model(seed: int = 0, chunk_mib: float = 512.0, **overrides) -> nn.Module:
+    """LEIGNN at the paper's MD size (the installed host's model) with vesin's graph and edge chunks of
+    about ``chunk_mib``."""
     kwargs = md_model_kwargs(**overrides)
     torch.manual_seed(seed)
-    model = LEIGNN(**kwargs).eval()
+    model = host_leignn(fairchem_major(), **kwargs).eval()
     set_edge_chunk_size(model, chunk_size_for(kwargs["hidden_channels"], chunk_mib))
     return model
 

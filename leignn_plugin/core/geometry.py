@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+COINCIDENT_DISTANCE_SQ = 1e-4
+"""Pairs closer than 0.01 Å (squared, Å^2) are an atom with its own image or itself, never an edge: the
+one threshold of the core and the neighbour search (fairchem drops them the same way)."""
+
 
 @dataclass
 class EdgeGeometry:
@@ -35,13 +39,13 @@ def edge_geometry(
 ) -> EdgeGeometry:
     """r_ij = pos_i - (pos_j + offset_j @ cell): the vector from j's image to i.
 
-    Coincident pairs (an atom with itself) are dropped, as fairchem does.
+    Coincident pairs (``COINCIDENT_DISTANCE_SQ``: an atom with itself) are dropped, as fairchem does.
     """
     j, i = edge_index[0], edge_index[1]
     offsets = torch.einsum("ek,ekl->el", cell_offsets.to(pos.dtype), cell[batch[i]])  # [E, 3]
     vec = pos[i] - pos[j] - offsets  # [E, 3]
     dist_sq = torch.sum(vec * vec, dim=-1)  # [E]
-    keep = dist_sq > 1e-8
+    keep = dist_sq > COINCIDENT_DISTANCE_SQ
     if not bool(torch.all(keep)):
         edge_index, vec, dist_sq = edge_index[:, keep], vec[keep], dist_sq[keep]
     distance = torch.sqrt(dist_sq + eps)  # [E]

@@ -157,7 +157,9 @@ class LEIGNNRepresentation(nn.Module):
         x = self.atom_embedding(z - 1).to(pos.dtype)  # [N, F]
         v = x.new_zeros((x.shape[0], 3, f))  # [N, 3, F]
         if self.virtual_node:
-            u = self.global_embedding.to(pos.dtype).unsqueeze(0).expand(num_graphs, f)  # [B, F]
+            # [B, F]; a copy, not a view: a view of the parameter made under no_grad still requires grad
+            # without a grad_fn, which trips autograd hooks (torch's module tracker, FLOP counting)
+            u = self.global_embedding.to(pos.dtype).unsqueeze(0).expand(num_graphs, f).clone()
         else:
             u = x.new_zeros((num_graphs, f))  # [B, F], never read
         g = x.new_zeros((num_graphs, 3, f))  # [B, 3, F]

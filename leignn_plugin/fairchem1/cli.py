@@ -102,7 +102,7 @@ def run_main(argv: list[str] | None = None) -> int:
         from fairchem.core.common.flags import flags
         from fairchem.core.common.utils import setup_logging
 
-        import leignn_plugin  # noqa: F401  (registers leignn in this process)
+        import leignn_plugin.fairchem1  # noqa: F401  (registers leignn in this process)
         from leignn_plugin.fairchem1.config_check import check_datasets
         from leignn_plugin.fairchem1.launch.preemption import TrainingStopped
         from leignn_plugin.fairchem1.safe_load import TRUST_DATA_HELP, TRUST_HELP, check_run_checkpoint

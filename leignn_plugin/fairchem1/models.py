@@ -14,9 +14,10 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import BackboneInterface, GraphModelMixin, HeadInterface
 from torch import nn
 
-from leignn_plugin.accel import prepare_for_device
 from leignn_plugin.adapters.batch import atom_graph
+from leignn_plugin.adapters.heads import head_problem
 from leignn_plugin.adapters.options import GRAPH_OPTIONS, set_graph_options
+from leignn_plugin.adapters.speed import SpeedPathsFollowDevice
 from leignn_plugin.core.heads import DirectForceHead, EnergyHead, energy_forces_stress
 from leignn_plugin.core.model import LEIGNNPotential
 from leignn_plugin.core.options import (
@@ -39,7 +40,7 @@ BACKBONE_OPTIONS: dict[str, Rule] = {
 
 
 @registry.register_model("leignn_backbone")
-class LEIGNNBackbone(LEIGNNRepresentation, GraphModelMixin, BackboneInterface):
+class LEIGNNBackbone(SpeedPathsFollowDevice, LEIGNNRepresentation, GraphModelMixin, BackboneInterface):
     """The LEIGNN representation on fairchem batches.
 
     Takes every option of :class:`~leignn_plugin.core.representation.LEIGNNRepresentation` and:
@@ -82,6 +83,7 @@ class LEIGNNBackbone(LEIGNNRepresentation, GraphModelMixin, BackboneInterface):
         self.use_pbc_single = use_pbc_single
         self.otf_graph = otf_graph
         set_graph_options(self, enforce_max_neighbors_strictly, graph_method, speed_paths, min_distance)
+        self.choose_speed_paths()
 
     @classmethod
     def option_rules(cls) -> dict[str, Rule]:
@@ -89,8 +91,6 @@ class LEIGNNBackbone(LEIGNNRepresentation, GraphModelMixin, BackboneInterface):
         return {**super().option_rules(), **BACKBONE_OPTIONS}
 
     def forward(self, data) -> dict[str, torch.Tensor | None]:
-        if self.speed_paths:
-            prepare_for_device(self, data.pos.device)
         graph = atom_graph(data, self.cutoff, self.max_neighbors, self.use_pbc, self.otf_graph,
                            self.enforce_max_neighbors_strictly, self.graph_method, self.min_distance,
                            self.num_elements)
@@ -121,8 +121,14 @@ class LEIGNN(LEIGNNPotential, GraphModelMixin):
         return super().forward(data)
 
 
+HEAD_NAMES = {"energy": "leignn_energy_head", "forces": "leignn_force_head",
+              "conservative": "leignn_conservative_head"}
+
+
 class _LEIGNNHead(nn.Module, HeadInterface):
     """Shared base of the hydra heads: keeps the backbone's options."""
+
+    role = "energy"
 
     def __init__(self, backbone: LEIGNNBackbone) -> None:
         super().__init__()
@@ -133,11 +139,11 @@ class _LEIGNNHead(nn.Module, HeadInterface):
         self.regress_forces = backbone.regress_forces
         self.direct_forces = backbone.direct_forces
 
-    @staticmethod
-    def backbone_problem(regress_forces: bool, direct_forces: bool) -> str | None:
+    @classmethod
+    def backbone_problem(cls, regress_forces: bool, direct_forces: bool) -> str | None:
         """Why this head cannot sit on a backbone with these force options, or None (checked by the
         constructor and, before any work starts, by ``main.py``'s config check)."""
-        return None
+        return head_problem(cls.role, regress_forces, direct_forces, HEAD_NAMES)
 
 
 @registry.register_model("leignn_energy_head")
@@ -156,16 +162,12 @@ class LEIGNNEnergyHead(_LEIGNNHead):
 class LEIGNNDirectForceHead(_LEIGNNHead):
     """Hydra head with direct ``forces`` [N, 3] from node vectors (backbone with direct_forces)."""
 
+    role = "forces"
+
     def __init__(self, backbone: LEIGNNBackbone) -> None:
         super().__init__(backbone)
         self.force_head = DirectForceHead(self.hidden_channels)
 
-    @staticmethod
-    def backbone_problem(regress_forces: bool, direct_forces: bool) -> str | None:
-        if direct_forces:
-            return None
-        return ("leignn_force_head needs a backbone with direct_forces: true; "
-                "use leignn_conservative_head for gradient forces")
 
     def forward(self, data, emb: dict) -> dict[str, torch.Tensor]:
         return {"forces": self.force_head(emb["node_vector"], emb["pos"].dtype)}
@@ -178,15 +180,12 @@ class LEIGNNConservativeHead(_LEIGNNHead):
     Use it with ``pass_through_head_outputs: true`` so its outputs keep their own names.
     """
 
+    role = "conservative"
+
     def __init__(self, backbone: LEIGNNBackbone) -> None:
         super().__init__(backbone)
         self.energy_head = EnergyHead(self.hidden_channels)
 
-    @staticmethod
-    def backbone_problem(regress_forces: bool, direct_forces: bool) -> str | None:
-        if regress_forces and not direct_forces:
-            return None
-        return "leignn_conservative_head needs a backbone with regress_forces: true and direct_forces: false"
 
     def forward(self, data, emb: dict) -> dict[str, torch.Tensor]:
         with torch.enable_grad():

@@ -27,13 +27,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fairchem.core.common.registry import registry
 from fairchem.core.units.mlip_unit.api.inference import MLIPInferenceCheckpoint
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.base import ContainerMetadata, Metadata
 from omegaconf.nodes import AnyNode
 
 from leignn_plugin.adapters.checkpoint_files import CheckpointError, check_state_dict, load_torch_file
+from leignn_plugin.checkpoints.names import head_roles, names_of, role_of
+from leignn_plugin.checkpoints.stored import (
+    HostFormat,
+    StoredModel,
+    head_weights,
+    register_format,
+    split_options,
+)
 from leignn_plugin.fairchem2.models import (
     LEIGNNBackbone,
     LEIGNNConservativeHead,
@@ -62,13 +69,6 @@ FAIRCHEM_TARGETS = frozenset({
 
 def dotted_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def leignn_names(classes: tuple[type, ...]) -> tuple[str, ...]:
-    """The names that stand for ``classes`` in a config: their short names in fairchem's registry (looked
-    up in its mapping, so nothing is imported) and their exact dotted paths."""
-    registered = [name for name, cls in registry.mapping["model_name_mapping"].items() if cls in classes]
-    return (*sorted(registered), *(dotted_path(cls) for cls in classes))
 
 
 def _plain(value: object) -> object:
@@ -101,19 +101,19 @@ def _refuse_unsafe(value: object, where: str, path: Path, allowed: frozenset[str
 
 
 def _check_leignn(model_config: Mapping, path: Path) -> None:
-    """The backbone and every head are LEIGNN's, by name (compared, not imported)."""
+    """The backbone and every head are LEIGNN's, by name (``checkpoints.names``: compared, not imported)."""
     settings = model_config.get("backbone")
     backbone = settings.get("model") if isinstance(settings, Mapping) else None
-    backbones = leignn_names((LEIGNNBackbone,))
-    if backbone not in backbones:
-        raise CheckpointError(f"{path} holds a '{backbone}' backbone, not LEIGNN (expected {' or '.join(backbones)})")
+    if role_of(backbone, 2) != "backbone":
+        raise CheckpointError(f"{path} holds a '{backbone}' backbone, not LEIGNN (expected "
+                              f"{' or '.join(names_of('backbone', 2))})")
     heads = model_config.get("heads")
     if not isinstance(heads, Mapping) or not heads:
         raise CheckpointError(f"{path}: its model config has no heads")
-    names = leignn_names(HEAD_CLASSES)
+    names = [name for role in ("energy", "forces", "conservative") for name in names_of(role, 2)]
     for head, settings in heads.items():
         module = settings.get("module") if isinstance(settings, Mapping) else None
-        if module not in names:
+        if role_of(module, 2) not in ("energy", "forces", "conservative"):
             raise CheckpointError(f"{path} holds a '{module}' head (model_config.heads.{head}.module), not one of "
                                   f"LEIGNN's ({', '.join(names)})")
 
@@ -190,4 +190,78 @@ def load_predict_unit(path: str | Path, device: str = "cpu", inference_settings:
 
     read_inference_checkpoint(path, trust_checkpoint)
     with contextlib.nullcontext() if trust_checkpoint else checked_loads():
-        return fairchem_load_predict_unit(str(path), inference_settings=inference_settings, device=device)
+        unit = fairchem_load_predict_unit(str(path), inference_settings=inference_settings, device=device)
+    for module in unit.model.modules():  # the unseen-element warning names the file, as the 1.10 loader's does
+        if isinstance(module, LEIGNNBackbone):
+            module.element_record.source = str(path)
+    return unit
+
+
+def _number(value: object, where: str, path: Path) -> torch.Tensor:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not torch.isfinite(torch.tensor(value)):
+        raise CheckpointError(f"{path}: {where} is {value!r}, not a finite number")
+    return torch.tensor(float(value), dtype=torch.float64)
+
+
+def _references(stored: object, where: str, path: Path) -> torch.Tensor:
+    """The per-element values of a task's ``element_references`` (fairchem's ``ElementReferences`` of a
+    ``torch.DoubleTensor``)."""
+    values = stored.get("element_references") if isinstance(stored, Mapping) else None
+    if isinstance(values, Mapping):
+        args = values.get("_args_")
+        values = args[0] if isinstance(args, (list, tuple)) and len(args) == 1 else None
+    try:
+        values = torch.as_tensor(values, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        values = None
+    if values is None or values.ndim != 1 or not bool(torch.isfinite(values).all()):
+        raise CheckpointError(f"{path}: {where} holds no 1-d list of finite numbers, one per atomic number")
+    return values
+
+
+def task_scales(tasks: object, path: Path) -> tuple[dict, dict]:
+    """``(normalizers, references)`` of the stored tasks, by property (energy, forces, stress): the one
+    dataset's tasks (a checkpoint of several datasets is refused, naming them)."""
+    tasks = [t for t in tasks if isinstance(t, Mapping)] if isinstance(tasks, (list, tuple)) else []
+    datasets = sorted({str(d) for t in tasks for d in (t.get("datasets") or [])})
+    if len(datasets) > 1:
+        raise CheckpointError(f"{path} holds tasks of several datasets ({', '.join(datasets)}); the project's "
+                              "calculator reads one: use FAIRChemCalculator with task_name")
+    normalizers, references = {}, {}
+    for index, task in enumerate(tasks):
+        prop, where = task.get("property"), f"tasks_config[{index}]"
+        normalizer = task.get("normalizer")
+        if isinstance(normalizer, Mapping):
+            normalizers[prop] = (_number(normalizer.get("mean", 0.0), f"{where}.normalizer.mean", path),
+                                 _number(normalizer.get("rmsd", 1.0), f"{where}.normalizer.rmsd", path))
+        if task.get("element_references") is not None:
+            references[prop] = _references(task["element_references"], f"{where}.element_references", path)
+    return normalizers, references
+
+
+def read_stored_model(saved: object, path: Path, trust_checkpoint: bool, use_ema: bool) -> StoredModel | None:
+    """A LEIGNN inference checkpoint in the core potential's terms (None for other objects): as fairchem's
+    predict unit builds it, with the EMA weights, and a conservative model gives the stress (its backbone
+    adds the stress task for fairchem the same way)."""
+    if not isinstance(saved, MLIPInferenceCheckpoint):
+        return None
+    check_inference_checkpoint(saved, path, trust_checkpoint)
+    model_config = _plain(saved.model_config)
+    heads = head_roles(model_config["heads"], 2)
+    options, graph = split_options({k: v for k, v in model_config["backbone"].items() if k != "model"})
+    if options.get("regress_forces", True) and not options.get("direct_forces", True):
+        options["regress_stress"] = True
+    state = head_weights(dict(saved.model_state_dict), heads)
+    ema = None
+    if use_ema and isinstance(saved.ema_state_dict, Mapping) and saved.ema_state_dict:
+        ema = head_weights({k.removeprefix("module."): v for k, v in saved.ema_state_dict.items()
+                            if k != "n_averaged"}, heads)
+        check_state_dict(ema, path)
+    normalizers, references = task_scales(_plain(saved.tasks_config), path)
+    return StoredModel(options=options, graph=graph, state=state, ema=ema, normalizers=normalizers,
+                       references=references, kind="fairchem 2.x inference checkpoint")
+
+
+register_format(HostFormat("fairchem 2.x inference checkpoint", INFERENCE_GLOBALS, read_stored_model))

@@ -62,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--trust-checkpoint", action="store_true",
                           help="load the checkpoint with full unpickling, which can run code: only for files you trust")
 
+    predict = commands.add_parser("predict", help="S2EF predictions of a checkpoint on .aselmdb data, as main.py "
+                                                  "--mode predict writes them (for leignn-submission)")
+    predict.add_argument("data", type=Path, nargs="+", help=".aselmdb files or folders of them")
+    predict.add_argument("--checkpoint", type=Path, required=True, help="2.x inference checkpoint")
+    predict.add_argument("--task", required=True, help="the checkpoint's task (dataset) name")
+    predict.add_argument("--out", type=Path, required=True, help="the predictions npz to write")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.add_argument("--trust-checkpoint", action="store_true",
+                         help="load the checkpoint with full unpickling, which can run code: only for files you trust")
+
     lammps = commands.add_parser("lammps", help="run a LAMMPS input with LEIGNN forces (fairchem-lammps)")
     lammps.add_argument("input", type=Path, help="LAMMPS input script (no pair_style: LEIGNN gives the forces)")
     lammps.add_argument("--checkpoint", type=Path, required=True, help="2.x inference checkpoint")
@@ -69,7 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     lammps.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     lammps.add_argument("--trust-checkpoint", action="store_true",
                         help="load the checkpoint with full unpickling, which can run code: only for files you trust")
+
+    inputs = commands.add_parser("calculate-inputs",
+                                 help="small inputs for every calculate runner (configs/fairchem2/calculate)")
+    inputs.add_argument("out", type=Path, help="the folder to write (refused if it exists, unless --overwrite)")
+    inputs.add_argument("--overwrite", action="store_true", help="replace OUT once the new inputs are complete")
     return parser
+
+
+def _calculate_inputs(args: argparse.Namespace) -> int:
+    from leignn_plugin.fairchem2.calculate import write_demo_inputs
+
+    written = write_demo_inputs(args.out, overwrite=args.overwrite)
+    print(f"wrote {args.out}: " + ", ".join(f"{name} ({path.name})" for name, path in written.items()))
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -122,6 +146,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from leignn_plugin.fairchem2.evaluate import predict
+
+    out = args.out if args.out.suffix == ".npz" else args.out.with_suffix(".npz")
+    check_output_file(out, args.overwrite, "--out")
+    refuse_input_as_output(out, [args.checkpoint, *args.data], "--out")
+    count = predict(args.checkpoint, args.task, args.data, out, progress=not args.quiet,
+                    trust_checkpoint=args.trust_checkpoint)
+    print(f"wrote {out} ({count} structures)")
+    return 0
+
+
 def _lammps(args: argparse.Namespace) -> int:
     from leignn_plugin.fairchem2.lammps import run_lammps
 
@@ -144,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(x for x in extra if x not in overrides or args.command != 'train')}")
     else:
         args.overrides = [*args.overrides, *overrides]
-    body = {"train": _train, "convert": _convert, "evaluate": _evaluate, "lammps": _lammps}[args.command]
+    body = {"train": _train, "convert": _convert, "evaluate": _evaluate, "predict": _predict, "lammps": _lammps,
+            "calculate-inputs": _calculate_inputs}[args.command]
     return run_command(PROG, lambda: body(args))
 
 

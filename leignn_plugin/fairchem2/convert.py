@@ -1,8 +1,8 @@
 """A LEIGNN checkpoint of the fairchem 1.10 host as a fairchem 2.x inference checkpoint.
 
-One trained model serves both hosts: the 1.10 checkpoint (``main.py`` training, model ``leignn``) is
-read weights-only by the project's one checkpoint reader, its EMA weights are put in place in the
-order fairchem 1.10's ``ExponentialMovingAverage`` keeps them (the core potential's parameter order),
+One trained model serves both hosts: the 1.10 checkpoint (``main.py`` training, model ``leignn`` or a
+hydra on LEIGNN's backbone) is read weights-only by the project's one checkpoint reader
+(``leignn_plugin.checkpoints``, which puts its EMA weights in place as fairchem 1.10's trainer does),
 and the weights (with the record of the elements it was trained on), normalizers and element
 references become a ``HydraModel`` on :class:`~leignn_plugin.fairchem2.models.LEIGNNBackbone` with
 tasks ``energy``, ``forces`` (and ``stress`` for conservative models) that de-normalize exactly as the
@@ -18,14 +18,13 @@ import torch
 from fairchem.core.units.mlip_unit.api.inference import MLIPInferenceCheckpoint
 
 from leignn_plugin.adapters.checkpoint_files import (
-    CheckpointError,
-    copy_ema,
     read_checkpoint,
     stored_element_references,
     stored_normalizers,
 )
-from leignn_plugin.core.elements import is_record_key
-from leignn_plugin.core.model import LEIGNNPotential
+from leignn_plugin.checkpoints.format1 import read_format1
+from leignn_plugin.checkpoints.names import is_leignn_config
+from leignn_plugin.checkpoints.potential import build_core
 from leignn_plugin.outputs import check_output_file, refuse_input_as_output, replace_file
 
 BACKBONE = "leignn_plugin.fairchem2.models.LEIGNNBackbone"
@@ -34,55 +33,6 @@ HEADS = {
     "forces": "leignn_plugin.fairchem2.models.LEIGNNDirectForceHead",
     "conservative": "leignn_plugin.fairchem2.models.LEIGNNConservativeHead",
 }
-# options of the 1.10 adapter that fairchem 2.x has no use for (graphs are always searched on the fly,
-# periodicity comes with every structure)
-HOST1_ONLY_OPTIONS = ("use_pbc", "use_pbc_single", "otf_graph")
-
-
-# The names of LEIGNN in a 1.10 model config: registered, its dotted path, and the older dotted paths
-# from before the core/adapter split.
-LEIGNN_1X_NAMES = ("leignn", "leignn_plugin.fairchem1.models.LEIGNN", "leignn_plugin.models.LEIGNN",
-                   "leignn_plugin.models.leignn.LEIGNN")
-
-
-def is_leignn_1x(model_config: dict) -> bool:
-    """Whether a 1.10 model config names LEIGNN by one of its known names (the converter's input; hydra
-    checkpoints of 1.10 are converted by first training or converting to ``leignn``)."""
-    return model_config.get("name") in LEIGNN_1X_NAMES
-
-
-def core_options(model_config: dict) -> dict:
-    """The representation's and graph options of a 1.10 ``leignn`` model config (1.10's
-    ``graph_method: fairchem`` becomes ``vesin``, which gives the same edges and exists in every host)."""
-    options = {k: v for k, v in model_config.items() if k != "name" and k not in HOST1_ONLY_OPTIONS}
-    if options.get("graph_method") == "fairchem":
-        options["graph_method"] = "vesin"
-    return options
-
-
-def _core_weights(checkpoint: dict, path: Path, options: dict, use_ema: bool) -> dict[str, torch.Tensor]:
-    """The 1.10 model's weights (EMA put in when kept and asked for), named as in the core potential."""
-    graph_only = ("enforce_max_neighbors_strictly", "graph_method", "speed_paths", "min_distance")
-    potential = LEIGNNPotential(**{k: v for k, v in options.items() if k not in graph_only})
-    state = {k.removeprefix("module."): v for k, v in checkpoint["state_dict"].items()}
-    names = set(potential.state_dict())
-    missing = sorted(k for k in names - set(state) if not is_record_key(k))  # files from before the record
-    unexpected = sorted(set(state) - names)
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not match the LEIGNN in its config "
-                              f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. "
-                              f"'{(missing or unexpected)[0]}')")
-    try:
-        potential.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = [line.strip() for line in str(err).splitlines() if line.strip()][-1]
-        raise CheckpointError(f"{path}: weights do not match the LEIGNN in its config ({first[:300]})") from None
-    ema = checkpoint.get("ema")
-    if use_ema and ema and (checkpoint["config"].get("optim") or {}).get("ema_decay"):
-        copy_ema(potential, ema, path)
-    return potential.state_dict()
-
-
 def _normalizer(normalizers: dict, target: str) -> dict:
     """The 2.x normalizer config of ``target`` (mean 0, rmsd 1 when the 1.10 run did not normalize)."""
     found = normalizers.get(target) or {}
@@ -158,14 +108,11 @@ def convert_checkpoint(src: str | Path, dst: str | Path, dataset: str = "leignn"
     src, dst = Path(src), Path(dst)
     refuse_input_as_output(dst, [src], flag="DST")
     check_output_file(dst, overwrite, flag="DST")
-    checkpoint = read_checkpoint(src, trust_checkpoint, is_leignn_1x)
-    options = core_options(dict(checkpoint["config"]["model"]))
-    try:
-        core = _core_weights(checkpoint, src, options, use_ema)
-    except (TypeError, ValueError) as err:
-        if isinstance(err, CheckpointError):
-            raise
-        raise CheckpointError(f"{src}: cannot build LEIGNN from its config ({err})") from None
+    checkpoint = read_checkpoint(src, trust_checkpoint, lambda config: is_leignn_config(config, 1))
+    stored = read_format1(checkpoint, src, use_ema)
+    model, _ = build_core(stored, src)
+    core = model.state_dict()
+    options = {**stored.options, **stored.graph}
     conservative = bool(options.get("regress_forces", True)) and not options.get("direct_forces", True)
     stress = conservative and bool(options.get("regress_stress", False))
     weights = state_dict_2x(core)

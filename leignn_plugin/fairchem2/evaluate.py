@@ -1,5 +1,7 @@
-"""Errors of a 2.x LEIGNN checkpoint on labelled ``.aselmdb`` data, computed through fairchem's own
-``FAIRChemCalculator`` (what a user of the model gets): energy, energy per atom and force MAE."""
+"""A 2.x LEIGNN checkpoint on ``.aselmdb`` data through fairchem's own ``FAIRChemCalculator`` (what a
+user of the model gets): errors on labelled data (energy, energy per atom and force MAE), and S2EF
+predictions in the npz format of ``main.py --mode predict`` (``ids`` ``sid_fid``, ``energy``, ``forces``,
+``chunk_idx``), which ``leignn-submission`` merges into an OC20 leaderboard file."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from tqdm import tqdm
 from leignn_plugin.data.aselmdb_reader import named_rows
 from leignn_plugin.errors import StructureError, UsageError
 from leignn_plugin.fairchem2.checkpoint import load_predict_unit
+from leignn_plugin.outputs import replace_file
 
 
 @dataclass(frozen=True)
@@ -38,17 +41,47 @@ def shards(source: Path) -> list[Path]:
     return found
 
 
+def calculator(checkpoint: Path, task: str, trust_checkpoint: bool = False):
+    """fairchem's ``FAIRChemCalculator`` on the checkpoint's task ``task`` (one line if it has none)."""
+    from fairchem.core import FAIRChemCalculator
+
+    unit = load_predict_unit(checkpoint, trust_checkpoint=trust_checkpoint)
+    if task not in unit.dataset_to_tasks:
+        raise UsageError(f"{checkpoint} has no task '{task}' (its tasks: {', '.join(unit.dataset_to_tasks)})")
+    return FAIRChemCalculator(unit, task_name=task)
+
+
+def predict(checkpoint: Path, task: str, sources: list[Path], out: Path, progress: bool = True,
+            trust_checkpoint: bool = False) -> int:
+    """Write the S2EF predictions of ``checkpoint`` for every row of ``sources`` (labelled or not) to the
+    npz ``out`` (replaced atomically once complete); returns the number of structures."""
+    files = [f for source in sources for f in shards(source)]
+    calc = calculator(checkpoint, task, trust_checkpoint)
+    ids, energies, forces = [], [], []
+    rows = (row for path in files for row in named_rows(path))
+    for where, atoms, data in tqdm(rows, desc="predicting", unit="structure", disable=not progress, leave=False):
+        ids.append(f"{data.get('sid', len(ids))}_{data.get('fid', 0)}")
+        atoms.calc = calc
+        try:
+            energies.append(atoms.get_potential_energy())
+        except StructureError as err:
+            raise StructureError(f"{where}: {err}") from None
+        forces.append(atoms.get_forces(apply_constraint=False))
+    if not ids:
+        raise UsageError(f"no structures in {', '.join(map(str, sources))}")
+    chunk_idx = np.cumsum([len(f) for f in forces])[:-1]  # [structures - 1] where each frame's rows end
+    with replace_file(out, suffix=".npz") as partial:
+        np.savez_compressed(partial, ids=np.array(ids), energy=np.array(energies, dtype=np.float32),
+                            forces=np.concatenate(forces).astype(np.float32), chunk_idx=chunk_idx)
+    return len(ids)
+
+
 def evaluate(checkpoint: Path, task: str, sources: list[Path], progress: bool = True,
              trust_checkpoint: bool = False) -> Errors:
     """The errors of ``checkpoint`` (task ``task``) on every labelled row of ``sources``; a structure the
     model refuses (``StructureError``) is named by its file and row."""
-    from fairchem.core import FAIRChemCalculator
-
     files = [f for source in sources for f in shards(source)]
-    unit = load_predict_unit(checkpoint, trust_checkpoint=trust_checkpoint)
-    if task not in unit.dataset_to_tasks:
-        raise UsageError(f"{checkpoint} has no task '{task}' (its tasks: {', '.join(unit.dataset_to_tasks)})")
-    calc = FAIRChemCalculator(unit, task_name=task)
+    calc = calculator(checkpoint, task, trust_checkpoint)
     energy, per_atom, forces, free = [], [], [], []
     rows = ((where, atoms) for path in files for where, atoms, _ in named_rows(path))
     for where, atoms in tqdm(rows, desc="evaluating", unit="structure", disable=not progress, leave=False):

@@ -1,5 +1,6 @@
-"""What the generic suite and the cross-host check need from fairchem 2.x: ASE structures as one
-``AtomicData`` batch, and a LEIGNN ``HydraModel`` with flat outputs, built from core weights."""
+"""What the generic suite, the cross-host check and ``leignn-bench`` need from fairchem 2.x: ASE structures
+as one ``AtomicData`` batch, a LEIGNN ``HydraModel`` with flat outputs (built from core weights, or with
+random ones at a benchmark's size) and fairchem's own eSCN-MD (UMA-small size) the same way."""
 
 from __future__ import annotations
 
@@ -45,6 +46,37 @@ class FlatOutputs(nn.Module):
             tensor = value[name] if isinstance(value, dict) and name in value else value
             out[name] = tensor.view(-1, 3, 3) if name == "stress" else tensor
         return out
+
+
+class WithDataset(nn.Module):
+    """A model that reads ``data.dataset`` (fairchem's UMA backbones embed it) on batches that may lack it:
+    each structure is given ``dataset``."""
+
+    def __init__(self, model: nn.Module, dataset: str) -> None:
+        super().__init__()
+        self.model, self.dataset = model, dataset
+
+    def forward(self, data) -> dict[str, torch.Tensor]:
+        if getattr(data, "dataset", None) is None:
+            data.dataset = [self.dataset] * int(data.natoms.numel())
+        return self.model(data)
+
+
+def leignn_hydra(**options) -> FlatOutputs:
+    """LEIGNN with direct or conservative forces as a 2.x ``HydraModel`` (random weights), flat outputs."""
+    conservative = options.get("regress_forces", True) and not options.get("direct_forces", True)
+    config = hydra_config(options, conservative)
+    config.pop("_target_")
+    return FlatOutputs(HydraModel(**config))
+
+
+def esen_hydra(**options) -> WithDataset:
+    """fairchem 2.x's eSCN-MD backbone (``models/uma``) with its energy and direct force heads, random
+    weights, flat outputs; ``dataset_mapping`` names the one dataset every structure is given."""
+    heads = {"energy": {"module": "fairchem.core.models.uma.escn_md.MLP_Energy_Head"},
+             "forces": {"module": "fairchem.core.models.uma.escn_md.Linear_Force_Head"}}
+    model = HydraModel(backbone={"model": "fairchem.core.models.uma.escn_md.eSCNMDBackbone", **options}, heads=heads)
+    return WithDataset(FlatOutputs(model), next(iter(options["dataset_mapping"])))
 
 
 def potential(options: dict, core_state: dict | None = None, dtype: torch.dtype = torch.float64) -> FlatOutputs:

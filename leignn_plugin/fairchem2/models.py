@@ -21,9 +21,10 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import BackboneInterface, HeadInterface
 from torch import nn
 
-from leignn_plugin.accel import prepare_for_device
 from leignn_plugin.adapters.batch import atom_graph
+from leignn_plugin.adapters.heads import head_problem
 from leignn_plugin.adapters.options import GRAPH_OPTIONS, set_graph_options
+from leignn_plugin.adapters.speed import SpeedPathsFollowDevice
 from leignn_plugin.core.heads import DirectForceHead, EnergyHead, energy_forces_stress
 from leignn_plugin.core.options import OptionError, Rule, check_known, check_values
 from leignn_plugin.core.representation import LEIGNNRepresentation
@@ -60,7 +61,7 @@ def batch_pbc(data, num_graphs: int, device: torch.device) -> torch.Tensor:
     return (volume > 1e-8).view(-1, 1).expand(num_graphs, 3)
 
 
-class LEIGNNBackbone(LEIGNNRepresentation, BackboneInterface):
+class LEIGNNBackbone(SpeedPathsFollowDevice, LEIGNNRepresentation, BackboneInterface):
     """The LEIGNN representation on fairchem 2.x ``AtomicData`` batches (periodic and molecular, mixed).
 
     Takes every option of :class:`~leignn_plugin.core.representation.LEIGNNRepresentation` and the
@@ -84,6 +85,7 @@ class LEIGNNBackbone(LEIGNNRepresentation, BackboneInterface):
         check_values({name: given[name] for name in GRAPH_OPTIONS}, GRAPH_OPTIONS)
         super().__init__(**options)
         set_graph_options(self, enforce_max_neighbors_strictly, graph_method, speed_paths, min_distance)
+        self.choose_speed_paths()
         self.regress_config = RegressConfig(
             direct_forces=self.regress_forces and self.direct_forces,
             forces=self.conservative,
@@ -103,8 +105,6 @@ class LEIGNNBackbone(LEIGNNRepresentation, BackboneInterface):
         own backbones set them."""
         data["atomic_numbers_full"] = data["atomic_numbers"]
         data["batch_full"] = data["batch"]
-        if self.speed_paths:
-            prepare_for_device(self, data.pos.device)
         num_graphs = data.natoms.numel()
         graph = atom_graph(data, self.cutoff, self.max_neighbors, True, True, self.enforce_max_neighbors_strictly,
                            self.graph_method, self.min_distance, self.num_elements,
@@ -183,8 +183,14 @@ class LEIGNNBackbone(LEIGNNRepresentation, BackboneInterface):
                                  f"(leave {key} unset or 0)")
 
 
+HEAD_NAMES = {"energy": "LEIGNNEnergyHead", "forces": "LEIGNNDirectForceHead",
+              "conservative": "LEIGNNConservativeHead"}
+
+
 class LEIGNNHead(nn.Module, HeadInterface):
     """Shared base of the heads: refuses a backbone whose force options do not fit the head."""
+
+    role = "energy"
 
     def __init__(self, backbone: LEIGNNBackbone) -> None:
         super().__init__()
@@ -193,10 +199,10 @@ class LEIGNNHead(nn.Module, HeadInterface):
             raise OptionError(problem)
         self.regress_config = backbone.regress_config
 
-    @staticmethod
-    def backbone_problem(backbone: LEIGNNBackbone) -> str | None:
-        """Why this head cannot sit on ``backbone``, or None."""
-        return None
+    @classmethod
+    def backbone_problem(cls, backbone: LEIGNNBackbone) -> str | None:
+        """Why this head cannot sit on ``backbone``, or None (``adapters.heads``: both hosts' one rule)."""
+        return head_problem(cls.role, backbone.regress_forces, backbone.direct_forces, HEAD_NAMES)
 
 
 class LEIGNNEnergyHead(LEIGNNHead):
@@ -213,16 +219,12 @@ class LEIGNNEnergyHead(LEIGNNHead):
 class LEIGNNDirectForceHead(LEIGNNHead):
     """``{"forces": F [N, 3]}`` read off the node vectors (a backbone with ``direct_forces: true``)."""
 
+    role = "forces"
+
     def __init__(self, backbone: LEIGNNBackbone) -> None:
         super().__init__(backbone)
         self.force_head = DirectForceHead(backbone.hidden_channels)
 
-    @staticmethod
-    def backbone_problem(backbone: LEIGNNBackbone) -> str | None:
-        if backbone.regress_config.direct_forces:
-            return None
-        return ("LEIGNNDirectForceHead needs a backbone with regress_forces: true and direct_forces: true; "
-                "use LEIGNNConservativeHead for gradient forces")
 
     def forward(self, data, emb: dict) -> dict[str, torch.Tensor]:
         return {"forces": self.force_head(emb["node_vector"], emb["pos"].dtype)}
@@ -235,16 +237,12 @@ class LEIGNNConservativeHead(LEIGNNHead):
     with ``pass_through_head_outputs: true`` and tasks named energy, forces and stress.
     """
 
+    role = "conservative"
+
     def __init__(self, backbone: LEIGNNBackbone) -> None:
         super().__init__(backbone)
         self.energy_head = EnergyHead(backbone.hidden_channels)
 
-    @staticmethod
-    def backbone_problem(backbone: LEIGNNBackbone) -> str | None:
-        if backbone.regress_config.forces and not backbone.regress_config.direct_forces:
-            return None
-        return ("LEIGNNConservativeHead needs a backbone with regress_forces: true and direct_forces: false; "
-                "use LEIGNNEnergyHead and LEIGNNDirectForceHead for direct forces")
 
     def forward(self, data, emb: dict) -> dict[str, dict[str, torch.Tensor]]:
         with torch.enable_grad():

@@ -33,8 +33,9 @@ from leignn_plugin.graph.types import StructureNames, numbered
 from leignn_plugin.graph.vesin_search import structure_pairs
 
 DEFAULT_MIN_DISTANCE = 0.3  # Å; see the module docstring for why
-# Searches for close atoms run at no less than this (Å): a cell list binned at 0.3 Å spends 17 ms
-# allocating cells for a 100-atom slab with vacuum, at 2 Å 0.2 ms, and 2 Å holds only a few bonds per atom.
+# Searches for close atoms run at no less than this (Å): a cell list binned much finer spends far longer
+# allocating cells for a slab with vacuum than searching (benchmarks/README.md, "Neighbour lists"), and
+# 2 Å holds only a few bonds per atom.
 CLOSE_SEARCH_CUTOFF = 2.0
 KNOWN_ELEMENTS = 118
 

@@ -15,13 +15,12 @@ from collections.abc import Callable
 
 import torch
 
+from leignn_plugin.core.geometry import COINCIDENT_DISTANCE_SQ
 from leignn_plugin.graph.extent import check_extent
 from leignn_plugin.graph.max_neighbors import max_neighbors_mask
 from leignn_plugin.graph.sanity import CloseAtoms
 from leignn_plugin.graph.types import NeighborGraph, StructureNames, numbered
 from leignn_plugin.graph.vesin_search import structure_pairs
-
-MIN_DISTANCE_SQ = 1e-4  # pairs closer than 0.01 Å are an atom with itself (fairchem drops them too)
 
 # search(pos [N, 3], cell [B, 3, 3], pbc [B, 3] bool, natoms [B], cutoff)
 #   -> (edge_index [2, E], offsets [E, 3], squared lengths [E] in float64, or None to have them computed)
@@ -93,7 +92,7 @@ def select_edges(edge_index: torch.Tensor, offsets: torch.Tensor, pos: torch.Ten
         dist_sq = edge_dist_sq(pos, cell, batch, edge_index, offsets)  # [E]
     if close_atoms is not None:
         close_atoms.check(edge_index, offsets, dist_sq, batch)
-    keep = (dist_sq <= cutoff * cutoff) & (dist_sq > MIN_DISTANCE_SQ)
+    keep = (dist_sq <= cutoff * cutoff) & (dist_sq > COINCIDENT_DISTANCE_SQ)
     if not bool(keep.all()):
         edge_index, offsets, dist_sq = edge_index[:, keep], offsets[keep], dist_sq[keep]
     cap = max_neighbors_mask(edge_index[1], dist_sq, pos.shape[0], max_neighbors, strict)

@@ -3,7 +3,7 @@
 vesin handles what a hand-written search has to: positions outside the cell (MD trajectories are
 not wrapped), per-axis periodicity (slabs, wires), cells smaller than the cutoff (an atom sees
 several images of a neighbour, and its own) and triclinic cells. Its pair sets are identical to
-ASE's for all of these; on fcc Cu at 5 Å it searches 97,556 atoms in about 0.4 s on 2 cores.
+ASE's for all of these (its cost at 100k atoms: benchmarks/README.md, "Neighbour lists").
 
 One thing it does not survive: vesin bins atoms into cells of about the cutoff, and when that grid
 would exceed 100,000 cells it shrinks it keeping the axes' ratios, truncating each count to an
@@ -29,8 +29,8 @@ def _canonical_order(i: torch.Tensor, j: torch.Tensor, shifts: torch.Tensor, num
 
     vesin's thread pool may emit the pairs of one structure in any order; sorted, the edges (and so
     every float sum over them) repeat exactly from run to run, and edges with the same target are
-    adjacent, which keeps the message scatter cache-friendly on large systems (measured on
-    97,556 Cu atoms, ``leignn-bench md``: the forward pass in vesin's own order was 19% slower).
+    adjacent, which keeps the message scatter cache-friendly on large systems (benchmarks/README.md,
+    "Neighbour lists").
     """
     span = int(shifts.abs().max()) + 1 if shifts.numel() else 1
     side = 2 * span + 1

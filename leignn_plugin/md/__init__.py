@@ -1,7 +1,8 @@
 """Molecular dynamics with LEIGNN: an ASE calculator, ensemble runs (``leignn-md run``) and analyses.
 
-``LEIGNNCalculator`` is imported when first used: it needs fairchem 1.10's environment, while the
-analyses (``leignn-md analyze``) are plain numpy and ASE and run next to either fairchem.
+Everything here runs next to either fairchem: the calculator reads a checkpoint of either host through
+``leignn_plugin.checkpoints`` and runs the core potential; ``LEIGNNCalculator`` is imported when first
+used, so the analyses (``leignn-md analyze``, plain numpy and ASE) start quickly.
 """
 
 from __future__ import annotations

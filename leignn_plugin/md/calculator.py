@@ -1,13 +1,12 @@
-"""``LEIGNNCalculator``: an ASE calculator for a LEIGNN checkpoint trained with fairchem.
+"""``LEIGNNCalculator``: an ASE calculator for a LEIGNN checkpoint of either host (a fairchem 1.10
+``checkpoint.pt`` or a fairchem 2.x inference checkpoint), in either environment.
 
-Why not fairchem's ``OCPCalculator``: it builds a whole trainer for every calculator (and logs its
-config), forces ``otf_graph=True`` so the neighbour graph is rebuilt from scratch at every MD step,
-runs in float32 only, lists ``implemented_properties`` from the config's outputs (stress is offered
-only where the training config named it), and, being built with ``inference_only=True``, ignores the
-EMA weights stored in ``checkpoint.pt`` although ``main.py --mode predict`` uses them. This
-calculator loads the same weights, normalizers and element references (``checkpoint.py``), gives the
-numbers ``main.py --mode predict`` gives for the same frames, and keeps a Verlet neighbour list
-(``leignn_plugin.graph.VerletList``) between MD steps.
+It runs the core potential that ``leignn_plugin.checkpoints.load_potential`` builds from the file (the
+host's weights, EMA, normalizers and element references), so it gives the numbers ``main.py --mode
+predict`` (1.10) and ``FAIRChemCalculator`` (2.x) give for the same frames, and it keeps a Verlet
+neighbour list (``leignn_plugin.graph.VerletList``) between MD steps. Why not fairchem 1.10's
+``OCPCalculator``: it builds a whole trainer for every calculator, rebuilds the graph from scratch at
+every MD step, runs in float32 only and ignores the EMA weights ``main.py --mode predict`` uses.
 """
 
 from __future__ import annotations
@@ -19,16 +18,12 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
-from ase.constraints import FixAtoms
-from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
-from fairchem.core.datasets import data_list_collater
-from torch_geometric.data import Data
 
 from leignn_plugin.accel import chunk_size_for, compile_for_inference, set_edge_chunk_size
-from leignn_plugin.errors import StructureError
-from leignn_plugin.fairchem1.checkpoint import LoadedPotential, load_potential
-from leignn_plugin.graph import CloseAtoms, VerletList, check_finite, check_min_distance
+from leignn_plugin.checkpoints import LoadedPotential, load_potential
+from leignn_plugin.core.inputs import AtomGraph
+from leignn_plugin.graph import CloseAtoms, VerletList, check_elements, check_finite, check_min_distance
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -53,12 +48,14 @@ class LEIGNNCalculator(Calculator):
     """Energy, forces and (conservative models with ``regress_stress``) stress from a LEIGNN checkpoint.
 
     Args:
-        checkpoint: path to a fairchem ``checkpoint.pt`` / ``best_checkpoint.pt`` of a LEIGNN model.
+        checkpoint: path to a LEIGNN checkpoint: fairchem 1.10's ``checkpoint.pt`` / ``best_checkpoint.pt``
+            or a fairchem 2.x inference checkpoint (read where fairchem-core 2.x is installed).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: ``float32`` (what the trainer uses) or ``float64`` (tighter energy conservation).
         skin: Verlet-list buffer in Å; the graph is rebuilt after an atom moved more than skin/2.
             ``0`` rebuilds at every call.
-        use_ema: use the EMA weights when the checkpoint stores them (as ``main.py --mode predict`` does).
+        use_ema: use the EMA weights when the checkpoint stores them (as ``main.py --mode predict`` and
+            fairchem 2.x's predict unit do).
         graph_method: neighbour search for the list builds (``vesin``, linear in atoms, or
             ``fairchem``, all pairs); default: the model's own ``graph_method``.
         compiled: evaluate a torch.compile'd copy of the model (``accel.compile_for_inference``):
@@ -129,10 +126,8 @@ class LEIGNNCalculator(Calculator):
         """De-normalizing energy and forces with different scales breaks F = -dE/dx (and NVE)."""
         if not self.potential.conservative:
             return
-        energy, forces = self.potential.normalizers.get("energy"), self.potential.normalizers.get("forces")
-        e_scale = float(energy.rmsd) if energy is not None else 1.0
-        f_scale = float(forces.rmsd) if forces is not None else 1.0
-        f_shift = float(forces.mean) if forces is not None else 0.0
+        _, e_scale = self.potential.scale("energy")
+        f_shift, f_scale = self.potential.scale("forces")
         if not np.isclose(e_scale, f_scale, rtol=1e-6) or f_shift != 0.0:
             warnings.warn(
                 f"{self.potential.path}: the forces normalizer (mean {f_shift:g}, rmsd {f_scale:g}) differs from "
@@ -143,72 +138,37 @@ class LEIGNNCalculator(Calculator):
 
     def check_elements(self, numbers) -> None:
         """Raise one clear line (``StructureError``) when the structure holds elements the model has no
-        embedding for."""
-        numbers = np.asarray(numbers)
-        bad = sorted({int(z) for z in numbers if z < 1 or z > self.num_elements})
-        if bad:
-            names = ", ".join(f"{chemical_symbols[z] if 0 <= z < len(chemical_symbols) else '?'} (Z={z})"
-                              for z in bad)
-            raise StructureError(f"elements {names} are outside the 1..{self.num_elements} that "
-                                 f"{self.potential.path.name} was built for (num_elements)")
+        embedding for (``leignn_plugin.graph.check_elements``, the check every entry point uses)."""
+        numbers = torch.as_tensor(np.asarray(numbers), dtype=torch.long)
+        check_elements(numbers, torch.tensor([numbers.numel()]), self.num_elements, lambda _: self._structure,
+                       f"the num_elements {self.potential.path.name} was built for")
 
-    def to_batch(self, atoms: Atoms):
-        """The fairchem batch of one structure, with the Verlet list's edges attached; a structure no
-        potential should be asked about (``leignn_plugin.graph.sanity``) raises ``StructureError``."""
+    def to_graph(self, atoms: Atoms) -> AtomGraph:
+        """The core's input for one structure, with the Verlet list's edges; a structure no potential
+        should be asked about (``leignn_plugin.graph.sanity``) raises ``StructureError``."""
         self._structure = f"{atoms.get_chemical_formula()} ({len(atoms)} atoms)"
         self.check_elements(atoms.numbers)
         pos = torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device)  # [N, 3]
         cell = torch.as_tensor(atoms.cell.array, dtype=self.dtype, device=self.device)  # [3, 3]
         check_finite(pos, cell, torch.tensor([len(atoms)]), lambda _: self._structure)
         cell = torch.as_tensor(atoms.cell.complete().array, dtype=self.dtype, device=self.device)  # [3, 3]
-        pbc = [bool(p) for p in atoms.pbc]
+        pbc = [bool(p) and self.potential.use_pbc for p in atoms.pbc]
         numbers = torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device)  # [N]
         edges = self.neighbors.edges(pos, cell, pbc, numbers)
-        fixed = torch.zeros(len(atoms), dtype=torch.long, device=self.device)
-        for constraint in atoms.constraints:
-            if isinstance(constraint, FixAtoms):
-                fixed[torch.as_tensor(constraint.index, device=self.device)] = 1
-        data = Data(
-            pos=pos,
-            cell=cell.unsqueeze(0),  # [1, 3, 3]
-            atomic_numbers=numbers,
-            natoms=len(atoms),
-            pbc=torch.tensor([pbc], device=self.device),  # [1, 3]
-            tags=torch.as_tensor(atoms.get_tags(), dtype=torch.long, device=self.device),
-            fixed=fixed,
-            edge_index=edges.edge_index,
-            cell_offsets=edges.cell_offsets,
-        )
-        return data_list_collater([data], otf_graph=False)
-
-    def _denormalize(self, key: str, value: torch.Tensor, batch) -> torch.Tensor:
-        """As fairchem's trainer: de-normalize, then add element references."""
-        normalizers = self.potential.normalizers
-        if key in normalizers:
-            value = normalizers[key](value)
-        elif key == "stress" and "energy" in normalizers:
-            value = value * normalizers["energy"].rmsd.to(value.dtype)  # the derivative of the de-normalized energy
-        if key in self.potential.elementrefs:
-            value = self.potential.elementrefs[key](value, batch)
-        return value
+        return AtomGraph(numbers=numbers, pos=pos, cell=cell.unsqueeze(0),  # cell [1, 3, 3]
+                         pbc=torch.tensor([pbc], device=self.device),  # [1, 3]
+                         batch=torch.zeros(len(atoms), dtype=torch.long, device=self.device),  # [N]
+                         edge_index=edges.edge_index, cell_offsets=edges.cell_offsets)
 
     def predict(self, atoms: Atoms) -> dict[str, torch.Tensor]:
-        """De-normalized model outputs for one structure: energy [1, 1], forces [N, 3], stress [1, 9]."""
-        batch = self.to_batch(atoms)
+        """Model outputs in physical units for one structure: energy [1, 1], forces [N, 3], stress [1, 9]."""
+        graph = self.to_graph(atoms)
         with torch.no_grad():
-            out = self.model(batch)
-        natoms = len(atoms)
+            out = self.model(graph)
         results = {}
-        for key, spec in self.potential.outputs.items():
-            if key not in out:
-                continue
-            value = out[key]
-            if isinstance(value, dict):
-                value = value[spec["property"]]
-            value = value.view(natoms, -1) if spec.get("level") == "atom" else value.view(1, -1)
-            results[key] = self._denormalize(key, value, batch).detach()
-        if "stress" in out and "stress" not in results:
-            results["stress"] = self._denormalize("stress", out["stress"].view(1, -1), batch).detach()
+        for key, value in out.items():
+            value = value.view(len(atoms), -1) if key == "forces" else value.view(1, -1)
+            results[key] = self.potential.denormalize(key, value, graph.numbers, graph.batch).detach()
         return results
 
     def calculate(self, atoms: Atoms | None = None, properties=None, system_changes=all_changes) -> None:

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from leignn_plugin.console import run_command
-from leignn_plugin.errors import UsageError
 from leignn_plugin.md.ensembles import DESCRIPTIONS, ENSEMBLES
 
 
@@ -22,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run NVE/NVT/NPT dynamics", formatter_class=argparse.RawDescriptionHelpFormatter,
                          description="Ensembles:\n" + "\n".join(f"  {k:17s}{v}" for k, v in DESCRIPTIONS.items()))
-    run.add_argument("--checkpoint", required=True, type=Path, help="fairchem checkpoint.pt of a LEIGNN model")
+    run.add_argument("--checkpoint", required=True, type=Path, help="a LEIGNN checkpoint: fairchem 1.10 checkpoint.pt or a fairchem 2.x inference checkpoint")
     run.add_argument("--trust-checkpoint", action="store_true",
                      help="read --checkpoint with full unpickling, which can run code stored in it: only for files "
                           "from a source you trust (by default it is read weights-only)")
@@ -95,12 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from leignn_plugin.md.ensembles import EnsembleSettings
-
-    try:
-        from leignn_plugin.md.runner import RunSettings, run_md
-    except ImportError as err:  # the calculator reads fairchem 1.10 checkpoints; analyze runs anywhere
-        raise UsageError(f"leignn-md run needs the fairchem 1.10 environment (.venv, made by make install): "
-                         f"{err}") from None
+    from leignn_plugin.md.runner import RunSettings, run_md
 
     ensemble = EnsembleSettings(name=args.ensemble, timestep_fs=args.timestep, temperature_K=args.temperature,
                                 friction_per_fs=args.friction, tdamp_fs=args.tdamp, pressure_bar=args.pressure,

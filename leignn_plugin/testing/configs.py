@@ -14,6 +14,12 @@ MODEL_CONFIGS: dict[str, dict] = {
     "vanilla-nmu-direct": dict(direct_forces=True, virtual_node=False, node_update="nmu"),
 }
 
+BANDED_CONFIGS: dict[str, dict] = {
+    "direct-gaussian-banded": dict(direct_forces=True, rbf="gaussian", num_rbf=128),
+    "conservative-gaussian-banded": dict(direct_forces=False, rbf="gaussian", num_rbf=128),
+}
+"""Configurations whose radial features are banded (many Gaussians), so the banded speed path runs."""
+
 SMALL = dict(hidden_channels=16, num_layers=2, num_rbf=8, cutoff=4.0, max_neighbors=200, num_elements=100,
              regress_forces=True)
 """The representation's options shared by every configuration of the suite."""

@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from ase.io import read
 
-from leignn_plugin import HOST_FAIRCHEM
 from leignn_plugin.adapters.checkpoint_files import load_torch_file
+from leignn_plugin.installed_host import fairchem_major
 from leignn_plugin.testing.structures import to_batch
 
 
 def predictions(options: dict, state: dict, structures: list, dtype: torch.dtype = torch.float64
                 ) -> dict[str, np.ndarray]:
     """The installed host's LEIGNN with ``state`` on ``structures`` (one batch), as float64 arrays."""
-    harness = importlib.import_module(f"leignn_plugin.fairchem{HOST_FAIRCHEM}.harness")
+    harness = importlib.import_module(f"leignn_plugin.fairchem{fairchem_major()}.harness")
     model = harness.potential(options, state, dtype)
     out = model(to_batch(structures, dtype))
     return {key: value.detach().double().numpy() for key, value in out.items()}

@@ -1,5 +1,5 @@
-"""Small reference structures (periodic bulk, slab + adsorbate, molecule) as ASE Atoms, and as a batch
-of whichever fairchem host is installed."""
+"""Small reference structures (periodic bulk, slab + adsorbate, molecule) as ASE Atoms, as the core's
+own input (no host), and as a batch of whichever fairchem host is installed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from ase import Atoms
 from ase.build import add_adsorbate, bulk, fcc111, molecule
 from ase.constraints import FixAtoms
 
-from leignn_plugin import HOST_FAIRCHEM
+from leignn_plugin.core.inputs import AtomGraph
+from leignn_plugin.graph import neighbor_graph
+from leignn_plugin.installed_host import fairchem_major
 
 
 def rattled(atoms: Atoms, amplitude: float, seed: int) -> Atoms:
@@ -50,8 +52,21 @@ def organic_molecule(seed: int = 2) -> Atoms:
     return rattled(atoms, 0.05, seed)
 
 
+def core_graph(atoms_list: list[Atoms], dtype: torch.dtype, cutoff: float, max_neighbors: int) -> AtomGraph:
+    """``atoms_list`` as the core's input, searched by the project's one neighbour search: no host."""
+    pos = torch.tensor(np.concatenate([a.positions for a in atoms_list]), dtype=dtype)  # [N, 3]
+    cell = torch.tensor(np.stack([a.cell.complete().array if a.pbc.any() else np.zeros((3, 3))
+                                  for a in atoms_list]), dtype=dtype)  # [B, 3, 3]
+    pbc = torch.tensor(np.stack([a.pbc for a in atoms_list]))  # [B, 3]
+    natoms = torch.tensor([len(a) for a in atoms_list])  # [B]
+    graph = neighbor_graph(pos, cell, pbc, natoms, cutoff, max_neighbors)
+    return AtomGraph(numbers=torch.tensor(np.concatenate([a.numbers for a in atoms_list])), pos=pos, cell=cell,
+                     pbc=pbc, batch=torch.repeat_interleave(torch.arange(len(atoms_list)), natoms),
+                     edge_index=graph.edge_index, cell_offsets=graph.cell_offsets)
+
+
 def to_batch(atoms_list: list[Atoms], dtype: torch.dtype = torch.float32):
     """``atoms_list`` as one batch of the installed host (``atoms_batch`` of ``leignn_plugin.fairchem1.harness``
     or ``leignn_plugin.fairchem2.harness``), with exact positions and cells in ``dtype``."""
-    host = importlib.import_module(f"leignn_plugin.fairchem{HOST_FAIRCHEM}.harness")
+    host = importlib.import_module(f"leignn_plugin.fairchem{fairchem_major()}.harness")
     return host.atoms_batch(atoms_list, dtype)

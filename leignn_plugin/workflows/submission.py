@@ -76,8 +76,14 @@ def check_s2ef_predictions(path: Path, split: str) -> dict[str, np.ndarray]:
 
 
 def dataset_ids(lmdb_dir: Path, where: str = "") -> set[str]:
-    """The ``sid_fid`` ids of every frame in an S2EF LMDB directory, as predict writes them (its LMDB
-    headers checked first: a missing, truncated or corrupt file is one line naming ``where``)."""
+    """The ``sid_fid`` ids of every frame in an S2EF dataset directory, as predict writes them: fairchem
+    1.x LMDB (``main.py --mode predict``) or fairchem 2.x ASE-LMDB (``leignn-fairchem2 predict``), its
+    headers checked first (a missing, truncated or corrupt file is one line naming ``where``)."""
+    aselmdb = sorted(lmdb_dir.glob("*.aselmdb")) if lmdb_dir.is_dir() else []
+    if aselmdb:
+        from leignn_plugin.data.aselmdb_reader import read_rows
+
+        return {f"{data.get('sid')}_{data.get('fid')}" for path in aselmdb for _, data in read_rows(path)}
     from leignn_plugin.data.safe_records import open_lmdb_dataset
 
     dataset = open_lmdb_dataset(lmdb_dir, where)
@@ -130,9 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for split in OC20_SPLITS:
         flag = split.replace("_", "-")
         parser.add_argument(f"--{flag}", type=Path, required=True, metavar="NPZ",
-                            help=f"s2ef_predictions.npz of the {split} split (main.py --mode predict)")
+                            help=f"s2ef_predictions.npz of the {split} split (main.py --mode predict, or "
+                                 "leignn-fairchem2 predict)")
         parser.add_argument(f"--{flag}-lmdb", type=Path, metavar="DIR",
-                            help=f"the {split} split's LMDB directory, to check that every frame is predicted")
+                            help=f"the {split} split's LMDB (or ASE-LMDB) directory, to check that every frame "
+                                 "is predicted")
     parser.add_argument("--out", type=Path, required=True, help="submission file to write (.npz)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)

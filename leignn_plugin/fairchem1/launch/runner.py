@@ -18,7 +18,7 @@ from fairchem.core.common import distutils
 from fairchem.core.common.utils import new_trainer_context
 from submitit.helpers import DelayedSubmission
 
-import leignn_plugin  # noqa: F401  (registers the models in this process)
+import leignn_plugin.fairchem1  # noqa: F401  (registers the models in this process)
 from leignn_plugin.data.safe_records import safe_records
 from leignn_plugin.fairchem1.launch import slurm_env
 from leignn_plugin.fairchem1.launch.atomic_save import atomic_checkpoints
