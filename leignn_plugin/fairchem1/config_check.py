@@ -72,16 +72,15 @@ ANY_NAME = AnyName()
 
 
 def model_class(name: object) -> type | None:
-    """The class fairchem would build for ``name`` (a registered name or a dotted path), or None."""
-    from fairchem.core.common.registry import registry
+    """fairchem's ``HydraModel`` for ``hydra``, the LEIGNN class ``name`` stands for (its names compared,
+    never imported: ``checkpoints.names``), or None for any other model."""
+    if name == "hydra":
+        from fairchem.core.models.base import HydraModel
 
-    if not isinstance(name, str):
-        return None
-    try:
-        cls = registry.get_model_class(name)
-    except (RuntimeError, ImportError, AttributeError, ValueError):
-        return None
-    return cls if isinstance(cls, type) else None
+        return HydraModel
+    from leignn_plugin.fairchem1.checkpoint import leignn_class
+
+    return leignn_class(name)
 
 
 def leignn_rules(cls: type | None) -> dict[str, Rule] | None:

@@ -16,10 +16,16 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from leignn_plugin.checkpoints.names import role_of
 from leignn_plugin.core.options import check_known
 from leignn_plugin.data.lmdb_check import LMDB_SUFFIXES, check_lmdb_file, is_lmdb_file
 from leignn_plugin.errors import UsageError
-from leignn_plugin.fairchem2.models import LEIGNNBackbone, LEIGNNConservativeHead, LEIGNNHead
+from leignn_plugin.fairchem2.models import (
+    LEIGNNBackbone,
+    LEIGNNConservativeHead,
+    LEIGNNDirectForceHead,
+    LEIGNNEnergyHead,
+)
 
 DATASET_SUFFIXES = (".aselmdb", ".db", ".lmdb", ".traj", ".extxyz", ".xyz")
 
@@ -58,16 +64,8 @@ def _walk(node: object, where: str = "") -> Iterator[tuple[str, dict]]:
             yield from _walk(value, f"{where}[{index}]")
 
 
-def _resolves_to(name: object, cls: type) -> bool:
-    from fairchem.core.common.registry import registry
-
-    if not isinstance(name, str):
-        return False
-    try:
-        found = registry.get_model_class(name)
-    except (RuntimeError, ImportError, AttributeError, ValueError):
-        return False
-    return isinstance(found, type) and issubclass(found, cls)
+HEAD_CLASSES = {"energy": LEIGNNEnergyHead, "forces": LEIGNNDirectForceHead, "conservative": LEIGNNConservativeHead}
+"""The 2.x head class of each head role (``checkpoints.names``)."""
 
 
 def check_model(model: dict, where: str, path: Path, tasks: list[dict]) -> None:
@@ -81,14 +79,13 @@ def check_model(model: dict, where: str, path: Path, tasks: list[dict]) -> None:
     heads = model.get("heads") or {}
     outputs: set[str] = set()
     for name, head in heads.items():
-        if not isinstance(head, dict) or not _resolves_to(head.get("module"), LEIGNNHead):
+        role = role_of(head.get("module"), 2) if isinstance(head, dict) else None
+        if role not in HEAD_CLASSES:
             module = head.get("module") if isinstance(head, dict) else head
             raise ConfigError(f"{path}: {where}.heads.{name}.module is '{module}', not a LEIGNN head "
                               "(leignn_plugin.fairchem2.models.LEIGNNEnergyHead, LEIGNNDirectForceHead or "
                               "LEIGNNConservativeHead)")
-        from fairchem.core.common.registry import registry
-
-        head_cls = registry.get_model_class(head["module"])
+        head_cls = HEAD_CLASSES[role]
         problem = head_cls.backbone_problem(backbone)
         if problem:
             raise ConfigError(f"{path}: {where}.heads.{name}: {problem}")
@@ -172,7 +169,7 @@ def check_config(path: Path, overrides: Sequence[str]) -> DictConfig:
     tasks = [t for t in (runner.get("train_eval_unit") or {}).get("tasks") or [] if isinstance(t, dict)]
     for where, node in _walk(tree):
         backbone = node.get("backbone")
-        if isinstance(backbone, dict) and _resolves_to(backbone.get("model"), LEIGNNBackbone):
+        if isinstance(backbone, dict) and role_of(backbone.get("model"), 2) == "backbone":
             check_model(node, where, path, tasks)
     check_normalizers(tasks, path)
     check_losses(tasks, path)
