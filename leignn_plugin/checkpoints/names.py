@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 HEAD_ROLES = ("energy", "forces", "conservative")
-ROLES = ("leignn", "backbone", *HEAD_ROLES)
 
 SHORT_NAMES = {
     "leignn": "leignn",
