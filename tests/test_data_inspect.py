@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io.trajectory import Trajectory
@@ -94,3 +95,32 @@ def test_inspect_finds_split_directories(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["inspect", str(root), "--references", str(tmp_path / "r.npz")]) == 2
     assert "holds 2 datasets" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path / "missing")]) == 2
+
+
+def test_inspect_writes_references_as_a_fairchem2_config_option(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``--references NAME.yaml``: an option of configs/fairchem2/element_refs holding the task's
+    ``ElementReferences`` (the fitted float64 values, every digit) and the referenced energies'
+    normaliser; ``.yml`` is refused (Hydra reads options only from ``.yaml``)."""
+    out, _ = linear_dataset(tmp_path)
+    option = tmp_path / "element_refs" / "linear.yaml"
+    option.parent.mkdir()
+    assert main(["inspect", str(out), "--references", str(option), "--json", str(tmp_path / "s.json")]) == 0
+    stats = json.loads((tmp_path / "s.json").read_text())["datasets"][str(out)]
+    written = yaml.safe_load(option.read_text())
+    node = written["references"]
+    assert node["_target_"] == "fairchem.core.modules.normalization.element_references.ElementReferences"
+    assert node["element_references"]["_target_"] == "torch.DoubleTensor"
+    (values,) = node["element_references"]["_args_"]
+    assert len(values) == 119
+    assert {z: values[z] for z in range(119) if values[z] != 0.0} == {
+        e["number"]: e["reference"] for e in stats["elements"]}
+    assert written["energy_mean"] == stats["reference_residual"]["mean"]
+    assert written["energy_rmsd"] == max(stats["reference_residual"]["std"], 1e-6)
+    assert "element_refs=linear" in option.read_text()
+
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--references", str(tmp_path / "linear.yml")]) == 2
+    assert "name it" in capsys.readouterr().err and not (tmp_path / "linear.yml").exists()
+    assert main(["inspect", str(out), "--references", str(option)]) == 2  # exists: --overwrite replaces it
+    assert main(["inspect", str(out), "--references", str(option), "--overwrite"]) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -93,11 +94,12 @@ class DemoRun:
     val_losses: list[float]
 
 
-def train_demo(command: list[str], config: str, data: Path, run_dir: Path, *overrides: str) -> DemoRun:
-    """Train ``configs/fairchem2/<config>`` on the small demo split with ``command``: fairchem's own
-    ``fairchem -c`` or ``leignn-fairchem2 train -c`` (which checks the config, then hands it over)."""
-    done = run([*command, f"configs/fairchem2/{config}", *data_overrides(data), f"job.run_dir={run_dir}",
-                *overrides])
+def train_demo(command: list[str], config: str | Path, data: Path, run_dir: Path, *overrides: str) -> DemoRun:
+    """Train ``configs/fairchem2/<config>`` (or the config file ``config``) on the small demo split with
+    ``command``: fairchem's own ``fairchem -c`` or ``leignn-fairchem2 train -c`` (which checks the config,
+    then hands it over)."""
+    path = config if isinstance(config, Path) else Path("configs/fairchem2") / config
+    done = run([*command, str(path), *data_overrides(data), f"job.run_dir={run_dir}", *overrides])
     assert done.returncode == 0, done.stderr[-4000:]
     checkpoints = sorted(run_dir.glob("*/checkpoints/final/inference_ckpt.pt"))
     assert len(checkpoints) == 1, (list(run_dir.rglob("*")), done.stderr[-3000:])
@@ -105,10 +107,28 @@ def train_demo(command: list[str], config: str, data: Path, run_dir: Path, *over
     return DemoRun(checkpoints[0], losses)
 
 
+FITTED = "demo_fitted"
+"""The ``element_refs`` option :func:`fitted_configs` writes."""
+
+
 @pytest.fixture(scope="session")
-def direct_run(demo_data, tmp_path_factory) -> DemoRun:
-    """The demo config (direct forces) trained for 3 epochs on the small demo split by ``fairchem -c``."""
-    return train_demo(["fairchem", "-c"], "demo.yaml", demo_data, tmp_path_factory.mktemp("runs_direct"), "epochs=3")
+def fitted_configs(demo_data, tmp_path_factory) -> Path:
+    """A copy of configs/fairchem2 whose ``element_refs/demo_fitted.yaml`` holds the references
+    ``leignn-data inspect`` fits to the demo training split, written as the README says."""
+    configs = tmp_path_factory.mktemp("configs") / "fairchem2"
+    shutil.copytree(REPO / "configs" / "fairchem2", configs)
+    done = run(["leignn-data", "inspect", str(demo_data / "oc20_s2ef" / "train"), "--references",
+                str(configs / "element_refs" / f"{FITTED}.yaml")])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return configs
+
+
+@pytest.fixture(scope="session")
+def direct_run(fitted_configs, demo_data, tmp_path_factory) -> DemoRun:
+    """The demo config (direct forces) trained for 3 epochs on the small demo split by ``fairchem -c``,
+    with element references fitted to that split (the OC20 setting)."""
+    return train_demo(["fairchem", "-c"], fitted_configs / "demo.yaml", demo_data,
+                      tmp_path_factory.mktemp("runs_direct"), "epochs=3", f"element_refs={FITTED}")
 
 
 @pytest.fixture(scope="session")

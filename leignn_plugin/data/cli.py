@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from leignn_plugin.data.errors import DataError
 from leignn_plugin.data.shards import DEFAULT_SHARD_SIZE, OutputFormat, WriteSummary
 from leignn_plugin.graph.sanity import DEFAULT_MIN_DISTANCE
 from leignn_plugin.outputs import check_output_file, refuse_input_as_output, replace_file, write_text
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+"""``--references`` files written as a ``configs/fairchem2/element_refs`` option (Hydra reads ``.yaml``)."""
 
 PROG = "leignn-data"
 
@@ -101,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--references",
         type=Path,
         metavar="FILE.npz",
-        help="write element_references for fairchem (DIR must be one dataset)",
+        help="write the fitted element references (DIR must be one dataset): FILE.yaml as an option of "
+        "configs/fairchem2/element_refs (fairchem 2.x), FILE.npz as fairchem 1.x's element_references file",
     )
     inspect.add_argument("--overwrite", action="store_true", help="replace an existing --json or --references file")
     return parser
@@ -281,12 +286,17 @@ def _inspect(args: argparse.Namespace) -> int:
         find_datasets,
         format_stats,
         inspect_dataset,
+        references_config,
         stats_to_json,
         write_references,
     )
 
-    if args.references is not None and args.references.suffix != ".npz":  # where numpy's savez puts it
-        args.references = args.references.with_name(args.references.name + ".npz")
+    as_config = args.references is not None and args.references.suffix in CONFIG_SUFFIXES
+    if as_config and args.references.suffix != ".yaml":
+        raise DataError(f"--references {args.references}: Hydra reads a config group's options only from .yaml "
+                        f"files; name it {args.references.with_suffix('.yaml')}")
+    if args.references is not None and not as_config and args.references.suffix != ".npz":
+        args.references = args.references.with_name(args.references.name + ".npz")  # where numpy's savez puts it
     for flag, path in (("--json", args.json), ("--references", args.references)):
         if path is not None:
             check_output_file(path, args.overwrite, flag)
@@ -300,7 +310,10 @@ def _inspect(args: argparse.Namespace) -> int:
     print("\n\n".join(format_stats(item) for item in stats))
     if args.json is not None:
         write_text(args.json, json.dumps(stats_to_json(stats), indent=2) + "\n")
-    if args.references is not None:
+    if as_config:
+        command = shlex.join(["leignn-data", "inspect", str(args.directory), "--references", str(args.references)])
+        write_text(args.references, references_config(stats[0], args.references.stem, command))
+    elif args.references is not None:
         with replace_file(args.references, suffix=".npz") as tmp:
             write_references(stats[0], tmp)
     return 0

@@ -308,7 +308,45 @@ def stats_to_json(stats: list[DatasetStats]) -> dict[str, object]:
 
 
 def write_references(stats: DatasetStats, path: Path) -> None:
-    """Save ``element_references`` (length 119) as fairchem's ``element_references.file`` reads it."""
+    """Save ``element_references`` (length 119) as fairchem 1.x's ``element_references.file`` reads it."""
     if stats.energy is None:
         raise DataError(f"{stats.path}: has no energies to fit references to")
     np.savez(path, element_references=stats.references_vector())
+
+
+ELEMENT_REFERENCES_TARGET = "fairchem.core.modules.normalization.element_references.ElementReferences"
+"""What a fairchem 2.x energy task instantiates as its ``element_references``."""
+
+
+def _yaml_float(value: float) -> str:
+    """``value`` with all its digits, always read back as a float (YAML 1.1 reads ``1e-06`` as a string)."""
+    text = repr(float(value))
+    mantissa, _, exponent = text.partition("e")
+    return f"{mantissa}.0e{exponent}" if exponent and "." not in mantissa else text
+
+
+def references_config(stats: DatasetStats, name: str, command: str) -> str:
+    """The fitted references as an option of the ``element_refs`` group of ``configs/fairchem2``: the
+    task's ``ElementReferences`` (fairchem 2.x's form, as its own recipes write them) and the mean and
+    RMSD of the referenced energies, which the energy normaliser then takes instead of the config's.
+    Values are written with all their digits, so the file holds exactly the fitted float64 numbers."""
+    if stats.energy is None or stats.reference_residual is None:
+        raise DataError(f"{stats.path}: has no energies to fit references to")
+    values = ", ".join(_yaml_float(v) for v in stats.references_vector())  # [119], by atomic number
+    elements = ", ".join(f"{e.symbol} {e.reference:.6f}" for e in stats.elements)
+    return (
+        f"# Element references (eV) fitted by least squares to the energies of {stats.path}\n"
+        f"# ({stats.samples} structures): {elements}\n"
+        f"# Written by: {command}\n"
+        f"# Train with them: fairchem -c configs/fairchem2/CONFIG.yaml element_refs={name}\n"
+        f"# (or `- override element_refs: {name}` in a config's defaults). The model then learns\n"
+        "# E - sum_i ref(Z_i), normalised by the energy_mean and energy_rmsd below, which replace the\n"
+        "# config's; fairchem adds the references back to every prediction.\n"
+        "references:\n"
+        f"  _target_: {ELEMENT_REFERENCES_TARGET}\n"
+        "  element_references:\n"
+        "    _target_: torch.DoubleTensor\n"
+        f"    _args_: [[{values}]]\n"
+        f"energy_mean: {_yaml_float(stats.reference_residual.mean)}\n"
+        f"energy_rmsd: {_yaml_float(max(stats.reference_residual.std, 1e-6))}\n"
+    )

@@ -118,9 +118,28 @@ def _check_leignn(model_config: Mapping, path: Path) -> None:
                                   f"LEIGNN's ({', '.join(names)})")
 
 
-def check_inference_checkpoint(saved: object, path: Path, trust_checkpoint: bool = False) -> MLIPInferenceCheckpoint:
+ESEN_BACKBONE = "fairchem.core.models.uma.escn_md.eSCNMDBackbone"
+ESEN_HEADS = frozenset({"fairchem.core.models.uma.escn_md.MLP_Energy_Head",
+                        "fairchem.core.models.uma.escn_md.Linear_Force_Head"})
+"""The baseline ``leignn-bench accuracy`` trains beside LEIGNN (``configs/fairchem2/model/esen_sm.yaml``)."""
+
+
+def _check_baseline(model_config: Mapping, path: Path) -> None:
+    """The backbone and heads are those of the eSCN-MD baseline, by dotted path."""
+    settings = model_config.get("backbone")
+    backbone = settings.get("model") if isinstance(settings, Mapping) else None
+    heads = model_config.get("heads") if isinstance(model_config.get("heads"), Mapping) else {}
+    modules = {h.get("module") if isinstance(h, Mapping) else h for h in heads.values()}
+    if backbone != ESEN_BACKBONE or not heads or not modules <= ESEN_HEADS:
+        raise CheckpointError(f"{path} is not the eSCN-MD baseline ({ESEN_BACKBONE} with "
+                              f"{' and '.join(sorted(ESEN_HEADS))}); it holds a '{backbone}' backbone")
+
+
+def check_inference_checkpoint(saved: object, path: Path, trust_checkpoint: bool = False,
+                               baseline: bool = False) -> MLIPInferenceCheckpoint:
     """``saved`` (what ``path`` unpickled to), refused with one line unless it is a LEIGNN inference
-    checkpoint whose configs are safe to hand to fairchem (unless ``trust_checkpoint``)."""
+    checkpoint (``baseline``: one of the eSCN-MD baseline) whose configs are safe to hand to fairchem
+    (unless ``trust_checkpoint``)."""
     if isinstance(saved, dict) and "config" in saved and "state_dict" in saved:
         raise CheckpointError(f"{path} is a fairchem 1.x checkpoint; convert it first with "
                               f"leignn-fairchem2 convert {path} OUT.pt")
@@ -133,7 +152,7 @@ def check_inference_checkpoint(saved: object, path: Path, trust_checkpoint: bool
         raise CheckpointError(f"{path}: its stored configs cannot be read ({type(err).__name__}: {err})") from None
     if not isinstance(model_config, Mapping):
         raise CheckpointError(f"{path} holds no model config (a {type(model_config).__name__})")
-    _check_leignn(model_config, path)
+    (_check_baseline if baseline else _check_leignn)(model_config, path)
     if not trust_checkpoint:
         allowed = FAIRCHEM_TARGETS | {dotted_path(cls) for cls in (LEIGNNBackbone, *HEAD_CLASSES)}
         _refuse_unsafe(model_config, "model_config", path, allowed)
@@ -145,18 +164,19 @@ def check_inference_checkpoint(saved: object, path: Path, trust_checkpoint: bool
     return saved
 
 
-def read_inference_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> MLIPInferenceCheckpoint:
-    """The 2.x inference checkpoint at ``path``, refused with one line unless it is a LEIGNN model whose
-    stored configs fairchem can instantiate without running anything else (see above)."""
+def read_inference_checkpoint(path: str | Path, trust_checkpoint: bool = False,
+                              baseline: bool = False) -> MLIPInferenceCheckpoint:
+    """The 2.x inference checkpoint at ``path``, refused with one line unless it is a LEIGNN model (or
+    the eSCN-MD baseline) whose stored configs fairchem can instantiate without running anything else."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     saved = load_torch_file(path, trusted=trust_checkpoint, extra_globals=INFERENCE_GLOBALS)
-    return check_inference_checkpoint(saved, path, trust_checkpoint)
+    return check_inference_checkpoint(saved, path, trust_checkpoint, baseline)
 
 
 @contextlib.contextmanager
-def checked_loads() -> Iterator[None]:
+def checked_loads(baseline: bool = False) -> Iterator[None]:
     """While inside, every ``torch.load`` in this process reads weights only and an inference checkpoint
     it returns has passed :func:`check_inference_checkpoint`: fairchem's predict unit loads the file
     again itself, and this way the object it builds from is the one checked."""
@@ -165,7 +185,7 @@ def checked_loads() -> Iterator[None]:
              **kwargs: Any) -> Any:
         saved = load_torch_file(f, map_location=map_location, extra_globals=INFERENCE_GLOBALS)
         if isinstance(saved, MLIPInferenceCheckpoint):
-            check_inference_checkpoint(saved, Path(f) if isinstance(f, (str, Path)) else f)
+            check_inference_checkpoint(saved, Path(f) if isinstance(f, (str, Path)) else f, baseline=baseline)
         return saved
 
     original = torch.load
@@ -177,9 +197,9 @@ def checked_loads() -> Iterator[None]:
 
 
 def load_predict_unit(path: str | Path, device: str = "cpu", inference_settings: object = "batch",
-                      trust_checkpoint: bool = False):
-    """fairchem's predict unit of the LEIGNN checkpoint ``path`` (checked first, and built under
-    :func:`checked_loads` unless ``trust_checkpoint``, see above).
+                      trust_checkpoint: bool = False, baseline: bool = False):
+    """fairchem's predict unit of the LEIGNN checkpoint ``path`` (``baseline``: of the eSCN-MD baseline),
+    checked first, and built under :func:`checked_loads` unless ``trust_checkpoint`` (see above).
 
     ``inference_settings``: fairchem's preset name or an ``InferenceSettings``; ``batch`` (the default
     here) runs the model eagerly, while fairchem's ``default`` compiles it, which on CPU costs about a
@@ -188,8 +208,8 @@ def load_predict_unit(path: str | Path, device: str = "cpu", inference_settings:
     """
     from fairchem.core.units.mlip_unit import load_predict_unit as fairchem_load_predict_unit
 
-    read_inference_checkpoint(path, trust_checkpoint)
-    with contextlib.nullcontext() if trust_checkpoint else checked_loads():
+    read_inference_checkpoint(path, trust_checkpoint, baseline)
+    with contextlib.nullcontext() if trust_checkpoint else checked_loads(baseline):
         unit = fairchem_load_predict_unit(str(path), inference_settings=inference_settings, device=device)
     for module in unit.model.modules():  # the unseen-element warning names the file, as the 1.10 loader's does
         if isinstance(module, LEIGNNBackbone):
@@ -205,9 +225,10 @@ def _number(value: object, where: str, path: Path) -> torch.Tensor:
     return torch.tensor(float(value), dtype=torch.float64)
 
 
-def _references(stored: object, where: str, path: Path) -> torch.Tensor:
-    """The per-element values of a task's ``element_references`` (fairchem's ``ElementReferences`` of a
-    ``torch.DoubleTensor``)."""
+def reference_values(stored: object) -> torch.Tensor | None:
+    """The per-element values of a task's ``element_references`` config (fairchem's ``ElementReferences``
+    of a ``torch.DoubleTensor``, as configs and inference checkpoints write it), float64 by atomic
+    number; None when it holds no 1-d list of finite numbers."""
     values = stored.get("element_references") if isinstance(stored, Mapping) else None
     if isinstance(values, Mapping):
         args = values.get("_args_")
@@ -215,8 +236,15 @@ def _references(stored: object, where: str, path: Path) -> torch.Tensor:
     try:
         values = torch.as_tensor(values, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):
-        values = None
-    if values is None or values.ndim != 1 or not bool(torch.isfinite(values).all()):
+        return None
+    if values.ndim != 1 or not bool(torch.isfinite(values).all()):
+        return None
+    return values
+
+
+def _references(stored: object, where: str, path: Path) -> torch.Tensor:
+    values = reference_values(stored)
+    if values is None:
         raise CheckpointError(f"{path}: {where} holds no 1-d list of finite numbers, one per atomic number")
     return values
 

@@ -9,6 +9,7 @@ matched to the backbone and the tasks to the heads' outputs, and every dataset s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from leignn_plugin.checkpoints.names import role_of
-from leignn_plugin.core.options import check_known
+from leignn_plugin.core.options import SIZE_DEFAULTS, check_known
 from leignn_plugin.data.lmdb_check import LMDB_SUFFIXES, check_lmdb_file, is_lmdb_file
 from leignn_plugin.errors import UsageError
+from leignn_plugin.fairchem2.checkpoint import reference_values
 from leignn_plugin.fairchem2.models import (
     LEIGNNBackbone,
     LEIGNNConservativeHead,
@@ -48,6 +50,12 @@ def load_config(path: Path, overrides: Sequence[str]) -> DictConfig:
         text = " ".join(str(err).split())
         raise ConfigError(f"{path}: cannot compose the config: {text[:400]}") from None
     except Exception as err:  # Hydra's own composition errors have no common importable base
+        missing = re.search(r"Could not find 'element_refs/([^']+)'", str(err))
+        if missing:
+            option = path.parent / "element_refs" / f"{missing[1]}.yaml"
+            raise ConfigError(f"{path}: element_refs={missing[1]}, but there is no {option}: fit the references "
+                              f"to the training split with `leignn-data inspect TRAIN_DIR --references {option}`, "
+                              "or train without them: element_refs=none") from None
         if type(err).__module__.startswith("hydra"):
             raise ConfigError(f"{path}: {' '.join(str(err).split())[:400]}") from None
         raise
@@ -132,6 +140,30 @@ def check_normalizers(tasks: list[dict], path: Path) -> None:
                               f"got {normalizer['rmsd']}")
 
 
+ELEMENT_REFERENCES = "fairchem.core.modules.normalization.element_references.ElementReferences"
+
+
+def check_element_references(tasks: list[dict], path: Path, largest_number: int) -> None:
+    """A task's ``element_references`` is fairchem's ``ElementReferences`` of one list of finite numbers
+    indexed by atomic number, long enough for every element the model takes (fairchem indexes it with
+    the atoms' numbers, which fails mid-run for a short list)."""
+    for task in tasks:
+        node = task.get("element_references")
+        if node is None:
+            continue
+        where = f"task '{task.get('name')}' element_references"
+        if not isinstance(node, dict) or node.get("_target_") != ELEMENT_REFERENCES:
+            target = node.get("_target_") if isinstance(node, dict) else node
+            raise ConfigError(f"{path}: {where} is {target!r}, not {ELEMENT_REFERENCES} (write them with "
+                              "leignn-data inspect TRAIN_DIR --references configs/fairchem2/element_refs/NAME.yaml)")
+        values = reference_values(node)
+        if values is None:
+            raise ConfigError(f"{path}: {where} holds no list of finite numbers, one per atomic number")
+        if len(values) <= largest_number:
+            raise ConfigError(f"{path}: {where} has {len(values)} values, but the model takes atomic numbers up "
+                              f"to {largest_number}: give one value per atomic number 0..{largest_number}")
+
+
 def check_sources(tree: dict, path: Path) -> None:
     """Every ``splits.<split>.src`` path exists and, for a folder, holds dataset files; every LMDB file
     among them (``.aselmdb``, ``.lmdb``) has a complete header and sound tree pages (``lmdb_check``:
@@ -167,11 +199,14 @@ def check_config(path: Path, overrides: Sequence[str]) -> DictConfig:
     tree = OmegaConf.to_container(config, resolve=True)
     runner = tree.get("runner") or {}
     tasks = [t for t in (runner.get("train_eval_unit") or {}).get("tasks") or [] if isinstance(t, dict)]
+    largest_number = 0
     for where, node in _walk(tree):
         backbone = node.get("backbone")
         if isinstance(backbone, dict) and role_of(backbone.get("model"), 2) == "backbone":
             check_model(node, where, path, tasks)
+            largest_number = max(largest_number, int(backbone.get("num_elements", SIZE_DEFAULTS["num_elements"])))
     check_normalizers(tasks, path)
+    check_element_references(tasks, path, largest_number)
     check_losses(tasks, path)
     check_sources(tree, path)
     return config
