@@ -68,11 +68,11 @@ test-all: $(STAMP) $(STAMP2)
 demo: $(STAMP)
 	$(BIN)/python -m leignn_plugin.workflows.demo --out $(DEMO_DIR)
 
-# The fairchem 2.x demo (leignn_plugin/workflows/demo_fairchem2.py): demo data as ASE-LMDB, `leignn-fairchem2
+# The fairchem 2.x demo (leignn_plugin/fairchem2/demo.py): demo data as ASE-LMDB, `leignn-fairchem2
 # train` of the direct and the conservative demo configs, test errors and a parity plot through
 # FAIRChemCalculator, NVE in LAMMPS through fairchem-lammps; it ends with the same block as `make demo`.
 demo-fairchem2: $(STAMP2)
-	$(BIN2)/python -m leignn_plugin.workflows.demo_fairchem2 --out $(DEMO_DIR)
+	$(BIN2)/python -m leignn_plugin.fairchem2.demo --out $(DEMO_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

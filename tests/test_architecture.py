@@ -1,12 +1,16 @@
 """The layout's promises: the model (core, graph, speed paths), the shared adapters, the checkpoint
-loader and the MD tools run without fairchem; layers import only downwards; a host integration
-(``fairchem1``, ``fairchem2``) never imports the package root, the other host or the tools built on
-the hosts; neither modules nor packages import each other in a circle; the message equation is
+loader and the MD tools run without fairchem; layers import only downwards (model < shared < tools <
+hosts); a tool (data, md, workflows, bench, testing) never reaches a host package, by an import nor by
+a module name written or built as a string, and gets what it needs from a host through ``tools_host``,
+which the installed host fills; a host integration (``fairchem1``, ``fairchem2``) never imports the
+package root, the other host or the legacy ``models`` names; one module, ``installed_host``, picks the
+host to import; neither modules nor packages import each other in a circle; the message equation is
 written once."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +28,18 @@ ALLOWED = {
     "md": {"checkpoints", "core", "graph", "accel", "adapters", "data", "errors", "outputs", "console"},
 }
 HOSTS = ("fairchem1", "fairchem2")
-# what a host integration must never import: the package root (which imports the hosts), the other
-# host, and the packages that sit on top of the hosts (benchmarks, workflows, test helpers, the legacy
-# ``models`` names)
-ABOVE_HOSTS = {"bench", "workflows", "testing", "models"}
+TOOLS = ("data", "md", "workflows", "bench", "testing")
+# what a tool may import from the project: the model, the shared parts, the other tools, the small
+# root modules (errors, output files, command-line behaviour) and the host interface; fairchem itself
+# is allowed to the tools that read its data formats or run its trainer
+TOOL_MAY_IMPORT = {"core", "graph", "accel", "adapters", "checkpoints", *TOOLS, "errors", "outputs", "console",
+                   "tools_host"}
+# the legacy ``models`` names re-export the 1.10 host: importing them imports that host
+LEGACY_HOST_ALIASES = {"models"}
 HOST_MODULES = ("fairchem", "torch_geometric", "torch_scatter", "torch_sparse")
+# a module name naming a host package in a string: ``leignn_plugin.fairchem2.harness``,
+# ``f"leignn_plugin.fairchem{major}"``, ``leignn_plugin/models/...``, or a bare ``.fairchem1``
+NAMES_A_HOST = re.compile(r"leignn_plugin[./](fairchem|models\b)|^\.?fairchem[12](\.\w+)*$")
 
 
 def module_name(path: Path) -> str:
@@ -82,7 +93,56 @@ def test_hosts_import_neither_the_root_nor_each_other():
                 assert imported != "leignn_plugin", where
                 if imported.startswith("leignn_plugin."):
                     other = imported.split(".")[1]
-                    assert other not in ABOVE_HOSTS and other not in set(HOSTS) - {host}, where
+                    assert other not in LEGACY_HOST_ALIASES and other not in set(HOSTS) - {host}, where
+
+
+def tool_files() -> list[Path]:
+    return [path for tool in TOOLS for path in sorted((PACKAGE / tool).rglob("*.py"))]
+
+
+def test_tools_import_no_host():
+    """A tool imports the model, the shared parts, other tools and ``tools_host``: never a host package,
+    the legacy names of one, the package root (which imports the installed host) or ``installed_host``."""
+    modules = frozenset(project_graph())
+    for path in tool_files():
+        for imported in imports_of(path, modules):
+            where = f"{path.relative_to(PACKAGE)} imports {imported}"
+            assert imported != "leignn_plugin", where
+            if imported.startswith("leignn_plugin."):
+                assert imported.split(".")[1] in TOOL_MAY_IMPORT, where
+
+
+def test_tools_name_no_host_module():
+    """Nor by name: no string in a tool (a dotted path to build, an ``import_module`` argument, a module
+    name built at run time, a docstring pointing there) names a host package."""
+    for path in tool_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not NAMES_A_HOST.search(node.value), \
+                    f"{path.relative_to(PACKAGE)}:{node.lineno} names a host: {node.value[:120]!r}"
+
+
+def test_only_installed_host_imports_a_host():
+    """Outside the hosts (and the legacy names of the 1.10 host), one module decides which host to import:
+    ``installed_host``, by a table of the host packages; the package root asks it."""
+    from leignn_plugin.installed_host import HOST_PACKAGES
+
+    assert {int(h[-1]): f"leignn_plugin.{h}" for h in HOSTS} == HOST_PACKAGES
+    for module, imported in project_graph().items():
+        if package_of(module) in (*HOSTS, *LEGACY_HOST_ALIASES):
+            continue
+        hosts = {m for m in imported if package_of(m) in HOSTS}
+        assert not hosts, f"{module} imports {sorted(hosts)}: only installed_host picks the host"
+
+
+def test_the_installed_host_fills_the_tools_interface():
+    from leignn_plugin.installed_host import HOST_PACKAGES, fairchem_major
+    from leignn_plugin.tools_host import installed
+
+    host = installed()
+    assert host.major == fairchem_major()
+    for builder in (host.atoms_batch, host.potential, host.leignn, *host.baselines.values()):
+        assert builder.__module__.startswith(HOST_PACKAGES[host.major] + "."), builder
 
 
 def package_of(module: str) -> str:
@@ -154,6 +214,13 @@ from leignn_plugin.accel import accelerate
 from leignn_plugin.core import AtomGraph, LEIGNNPotential
 from leignn_plugin.graph import neighbor_graph
 assert leignn_plugin.HOST_FAIRCHEM is None
+from leignn_plugin.tools_host import NoHostError, installed, installed_or_none
+assert installed_or_none() is None
+try:
+    installed()
+    raise AssertionError("a tool found a host without fairchem")
+except NoHostError:
+    pass
 pos = torch.tensor([[0.0, 0.0, 0.0], [1.1, 0.0, 0.0], [0.0, 1.2, 0.3]], dtype=torch.float64)
 cell, pbc, natoms = torch.zeros(1, 3, 3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.bool), torch.tensor([3])
 graph = neighbor_graph(pos, cell, pbc, natoms, cutoff=4.0, max_neighbors=20)

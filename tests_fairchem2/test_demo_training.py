@@ -174,7 +174,7 @@ def test_demo_fairchem2_ends_like_the_110_demo_and_runs_again(demo_data, tmp_pat
     (tmp_path / "summary.json").write_text(json.dumps(fake_110))
     outputs = []
     for _ in range(2):
-        done = run(["python", "-m", "leignn_plugin.workflows.demo_fairchem2", "--out", str(tmp_path), "--size",
+        done = run(["python", "-m", "leignn_plugin.fairchem2.demo", "--out", str(tmp_path), "--size",
                     "small", "--epochs", "1"])
         assert done.returncode == 0, done.stderr[-3000:]
         outputs.append(done.stdout)

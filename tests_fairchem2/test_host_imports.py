@@ -1,5 +1,5 @@
-"""Importing the package under fairchem 2.x registers the 2.x adapter and nothing of the 1.10 one, and every
-host-neutral part imports here too."""
+"""Importing the package under fairchem 2.x registers the 2.x adapter (with fairchem and with the tools) and
+nothing of the 1.10 one, and every host-neutral part imports here too."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from fairchem.core.common.registry import registry
 
 import leignn_plugin
-from leignn_plugin.fairchem2 import models
+from leignn_plugin.fairchem2 import harness, models
+from leignn_plugin.tools_host import installed
 
 NEUTRAL = ["core.model", "graph", "accel", "adapters.batch", "adapters.checkpoint_files", "data.cli",
            "testing.suite", "console"]
@@ -23,6 +24,14 @@ def test_the_2x_host_is_registered():
     for name, cls in models.REGISTERED_MODELS.items():
         assert registry.get_model_class(name) is cls
         assert registry.get_model_class(f"{cls.__module__}.{cls.__name__}") is cls
+
+
+def test_the_2x_host_serves_the_tools():
+    host = installed()
+    assert host.major == 2
+    assert host.atoms_batch is harness.atoms_batch and host.potential is harness.potential
+    assert host.baselines == {"escn-md": harness.esen_hydra}
+    assert host.trainer_evaluation is None  # the accuracy benchmark trains through main.py (1.10)
 
 
 def test_the_1x_adapter_is_not_imported():

@@ -8,8 +8,9 @@ outputs are not calibrated; that does not matter for cost; the reference is PaiN
 fairchem 2.x: LEIGNN and its ablations as ``HydraModel`` s, and fairchem 2.x's current backbone,
 ``models/uma``'s eSCN-MD at the UMA-small / eSEN-sm size (fairchem's ``K4L2`` backbone config:
 128 channels, lmax = mmax = 2, 4 layers, 64 Gaussians, cutoff 6 Å, 30 neighbours; no mixture of
-experts), with random weights, as the reference. Models are named by dotted path and built only
-when measured, so this module imports no host.
+experts), with random weights, as the reference. fairchem's own models are named by dotted path;
+LEIGNN and the models a host wraps are built by the installed host (``tools_host``); every model is built
+only when measured, so this module imports no host.
 """
 
 from __future__ import annotations
@@ -20,23 +21,43 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from leignn_plugin.tools_host import ModelBuilder, installed
+
 REFERENCE = "painn-512x4"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build one benchmarked model: a class by dotted path and its keyword arguments."""
+    """How to build one benchmarked model: a class by dotted path (or a function) and its keyword arguments."""
 
     name: str
     label: str
-    target: str
+    target: str | ModelBuilder
     kwargs: dict = field(default_factory=dict)
     note: str = ""
 
     def build(self) -> nn.Module:
+        if callable(self.target):
+            return self.target(**self.kwargs)
         module, _, cls = self.target.rpartition(".")
         factory: Callable[..., nn.Module] = getattr(importlib.import_module(module), cls)
         return factory(**self.kwargs)
+
+
+def host_leignn(**kwargs) -> nn.Module:
+    """LEIGNN with ``leignn_kwargs`` options as the installed host builds it: fairchem 1.10's ``LEIGNN``,
+    or fairchem 2.x's ``HydraModel`` with flat outputs (both output ``energy``, ``forces`` [N, 3])."""
+    return installed().leignn(**kwargs)
+
+
+@dataclass(frozen=True)
+class HostBaseline:
+    """A fairchem model the installed host wraps to be benchmarked (its ``baselines[name]``)."""
+
+    name: str
+
+    def __call__(self, **kwargs) -> nn.Module:
+        return installed().baselines[self.name](**kwargs)
 
 
 def leignn_kwargs(hidden_channels: int = 512, num_layers: int = 4, cutoff: float = 6.0,
@@ -95,12 +116,11 @@ _EQUIFORMER_V2_31M = dict(
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("leignn", "LEIGNN 512x4 (c6, n20)", "leignn_plugin.fairchem1.models.LEIGNN", leignn_kwargs(),
-                  "paper's OC20 size, direct forces"),
+        ModelSpec("leignn", "LEIGNN 512x4 (c6, n20)", host_leignn, leignn_kwargs(), "paper's OC20 size, direct forces"),
         ModelSpec(REFERENCE, "PaiNN 512x4 (c6, n20)", "fairchem.core.models.painn.painn.PaiNN",
                   _PAINN_512X4, "same width, depth, cutoff and neighbours as LEIGNN; unscaled"),
         ModelSpec("painn-512x4-flushed", "PaiNN 512x4, subnormals flushed",
-                  "leignn_plugin.bench.baselines.painn_with_flushed_radial", _PAINN_512X4,
+                  painn_with_flushed_radial, _PAINN_512X4,
                   "the reference with LEIGNN's subnormal flush of the radial features"),
         ModelSpec("painn", "PaiNN (OC20)", "fairchem.core.models.painn.painn.PaiNN",
                   dict(hidden_channels=512, num_layers=6, num_rbf=128, cutoff=12.0, max_neighbors=50,
@@ -137,39 +157,20 @@ ESEN_SM = dict(max_num_elements=100, sphere_channels=128, lmax=2, mmax=2, otf_gr
 mixture of experts, direct forces, OC20's 30 neighbours."""
 
 
-def leignn_2x_kwargs(**extra) -> dict:
-    """LEIGNN at the paper's OC20 size for the 2.x ``HydraModel`` (no 1.10-only options)."""
-    options = leignn_kwargs(**extra)
-    for host_only in ("use_pbc", "otf_graph"):
-        options.pop(host_only)
-    return options
-
-
 MODEL_SPECS_FAIRCHEM2: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("leignn", "LEIGNN 512x4 (c6, n20)", "leignn_plugin.fairchem2.harness.leignn_hydra",
-                  leignn_2x_kwargs(), "paper's OC20 size, direct forces, a fairchem 2.x HydraModel"),
-        ModelSpec("leignn-vanilla", "LEIGNN Vanilla 512x4", "leignn_plugin.fairchem2.harness.leignn_hydra",
-                  leignn_2x_kwargs(virtual_node=False, node_update="painn"),
+        ModelSpec("leignn", "LEIGNN 512x4 (c6, n20)", host_leignn, leignn_kwargs(),
+                  "paper's OC20 size, direct forces, a fairchem 2.x HydraModel"),
+        ModelSpec("leignn-vanilla", "LEIGNN Vanilla 512x4", host_leignn,
+                  leignn_kwargs(virtual_node=False, node_update="painn"),
                   "the paper's ablation: PaiNN's update, no virtual node"),
-        ModelSpec("leignn-vanilla-nmu", "LEIGNN Vanilla + NMU 512x4", "leignn_plugin.fairchem2.harness.leignn_hydra",
-                  leignn_2x_kwargs(virtual_node=False), "the paper's ablation: LEIGNN's update, no virtual node"),
-        ModelSpec(REFERENCE_FAIRCHEM2, "eSEN-sm / UMA-small backbone (c6, n30)",
-                  "leignn_plugin.fairchem2.harness.esen_hydra", ESEN_SM,
+        ModelSpec("leignn-vanilla-nmu", "LEIGNN Vanilla + NMU 512x4", host_leignn,
+                  leignn_kwargs(virtual_node=False), "the paper's ablation: LEIGNN's update, no virtual node"),
+        ModelSpec(REFERENCE_FAIRCHEM2, "eSEN-sm / UMA-small backbone (c6, n30)", HostBaseline("escn-md"), ESEN_SM,
                   "fairchem 2.x models/uma eSCN-MD, K4L2 size, no MoE, direct forces; random weights"),
     )
 }
-
-
-def host_leignn(host: int | None, **kwargs) -> nn.Module:
-    """LEIGNN with ``leignn_kwargs`` options as the installed host builds it: fairchem 1.10's ``LEIGNN``,
-    or fairchem 2.x's ``HydraModel`` with flat outputs (both output ``energy``, ``forces`` [N, 3])."""
-    if host == 2:
-        for host_only in ("use_pbc", "otf_graph"):
-            kwargs.pop(host_only, None)
-        return ModelSpec("leignn", "LEIGNN", "leignn_plugin.fairchem2.harness.leignn_hydra", kwargs).build()
-    return ModelSpec("leignn", "LEIGNN", "leignn_plugin.fairchem1.models.LEIGNN", kwargs).build()
 
 
 def model_set(host: int | None) -> tuple[dict[str, ModelSpec], str]:

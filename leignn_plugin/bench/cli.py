@@ -106,10 +106,10 @@ def _run_models(args: argparse.Namespace) -> str:
     from leignn_plugin.bench.batch import oc20_like_batch
     from leignn_plugin.bench.compare import default_budget_gib, reference_of, run_comparison
     from leignn_plugin.bench.report import comparison_figure, comparison_table, write_json
-    from leignn_plugin.installed_host import fairchem_major
+    from leignn_plugin.tools_host import installed
 
     names = None if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]
-    specs = resolve(names, fairchem_major())
+    specs = resolve(names, installed().major)
     size = tuple(_int_list(args.slab_size, "--slab-size"))
     if len(size) != 3:
         raise BenchError(f"--slab-size: expected three numbers a,b,layers, got '{args.slab_size}'")
@@ -178,10 +178,9 @@ def _run_compiled(args: argparse.Namespace) -> str:
     from leignn_plugin.bench.compiled_speed import run_compiled_speed
     from leignn_plugin.bench.report import write_json
     from leignn_plugin.core.heads import EnergyHead
-    from leignn_plugin.installed_host import fairchem_major
 
     torch.manual_seed(args.seed)
-    model = host_leignn(fairchem_major(), **leignn_kwargs(hidden_channels=args.hidden, num_layers=args.layers))
+    model = host_leignn(**leignn_kwargs(hidden_channels=args.hidden, num_layers=args.layers))
     # an untrained energy head starts at zero; give it weights so that the parity check covers energies
     energy_head = next(m for m in model.modules() if isinstance(m, EnergyHead))
     nn.init.normal_(energy_head.mlp[-1].weight, std=0.05)
@@ -223,9 +222,10 @@ def _bench(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError("--device cuda: no CUDA device is available on this machine")
     if args.command == "accuracy":
-        from leignn_plugin.installed_host import fairchem_major
+        from leignn_plugin.tools_host import installed_or_none
 
-        if fairchem_major() != 1:
+        host = installed_or_none()
+        if host is None or host.trainer_evaluation is None:
             raise BenchError("leignn-bench accuracy trains every model through main.py and fairchem 1.10's trainer: "
                              "run it in the fairchem 1.10 environment (.venv, make install)")
     if args.threads is not None:

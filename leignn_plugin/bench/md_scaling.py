@@ -23,7 +23,6 @@ from leignn_plugin.accel import chunk_size_for, set_edge_chunk_size
 from leignn_plugin.bench.baselines import host_leignn, leignn_kwargs
 from leignn_plugin.bench.measure import measure_call, resident_mib
 from leignn_plugin.graph import neighbor_graph
-from leignn_plugin.installed_host import fairchem_major
 from leignn_plugin.testing.structures import to_batch
 
 # The paper's MD settings: 512 channels, 4 layers, cutoff 5 Å, at most 50 neighbours.
@@ -93,7 +92,7 @@ def md_model(seed: int = 0, chunk_mib: float = 512.0, **overrides) -> nn.Module:
     about ``chunk_mib``."""
     kwargs = md_model_kwargs(**overrides)
     torch.manual_seed(seed)
-    model = host_leignn(fairchem_major(), **kwargs).eval()
+    model = host_leignn(**kwargs).eval()
     set_edge_chunk_size(model, chunk_size_for(kwargs["hidden_channels"], chunk_mib))
     return model
 

@@ -1,4 +1,6 @@
-"""ASE structures as one fairchem 1.10 batch (what the tests and benchmarks feed the 1.10 models)."""
+"""ASE structures as one fairchem 1.10 batch (what the tests and benchmarks feed the 1.10 models), and
+the 1.10 LEIGNN built from core weights (the cross-host check). The host registers both with
+``tools_host`` on import."""
 
 from __future__ import annotations
 

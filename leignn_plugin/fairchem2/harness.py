@@ -1,6 +1,7 @@
 """What the generic suite, the cross-host check and ``leignn-bench`` need from fairchem 2.x: ASE structures
 as one ``AtomicData`` batch, a LEIGNN ``HydraModel`` with flat outputs (built from core weights, or with
-random ones at a benchmark's size) and fairchem's own eSCN-MD (UMA-small size) the same way."""
+random ones at a benchmark's size) and fairchem's own eSCN-MD (UMA-small size) the same way. The host
+registers them with ``tools_host`` on import."""
 
 from __future__ import annotations
 
@@ -62,8 +63,14 @@ class WithDataset(nn.Module):
         return self.model(data)
 
 
+GRAPH_FROM_DATA = ("use_pbc", "otf_graph")
+"""1.10 model options that 2.x takes from the data instead (``pbc`` of each structure, graphs always on
+the fly): ignored here, so that both hosts build LEIGNN from the same benchmark options."""
+
+
 def leignn_hydra(**options) -> FlatOutputs:
     """LEIGNN with direct or conservative forces as a 2.x ``HydraModel`` (random weights), flat outputs."""
+    options = {key: value for key, value in options.items() if key not in GRAPH_FROM_DATA}
     conservative = options.get("regress_forces", True) and not options.get("direct_forces", True)
     config = hydra_config(options, conservative)
     config.pop("_target_")

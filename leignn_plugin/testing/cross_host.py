@@ -3,15 +3,14 @@
 ``python -m leignn_plugin.testing.cross_host WEIGHTS STRUCTURES OUT`` reads ``WEIGHTS`` (a torch file
 with ``options``, the representation's options, and ``state``, the core potential's state dict),
 predicts every structure of ``STRUCTURES`` (an extxyz file) as one float64 batch with the host's model
-(``leignn_plugin.fairchem<N>.harness.potential``) and writes ``energy``, ``forces`` and, when the model
-gives it, ``stress`` to the ``.npz`` file ``OUT``. The 2.x suite runs it in the 1.10 environment and
-compares with the 2.x model in its own.
+(the ``potential`` the installed host registers with ``tools_host``) and writes ``energy``, ``forces``
+and, when the model gives it, ``stress`` to the ``.npz`` file ``OUT``. The 2.x suite runs it in the 1.10
+environment and compares with the 2.x model in its own.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,15 +19,14 @@ import torch
 from ase.io import read
 
 from leignn_plugin.adapters.checkpoint_files import load_torch_file
-from leignn_plugin.installed_host import fairchem_major
 from leignn_plugin.testing.structures import to_batch
+from leignn_plugin.tools_host import installed
 
 
 def predictions(options: dict, state: dict, structures: list, dtype: torch.dtype = torch.float64
                 ) -> dict[str, np.ndarray]:
     """The installed host's LEIGNN with ``state`` on ``structures`` (one batch), as float64 arrays."""
-    harness = importlib.import_module(f"leignn_plugin.fairchem{fairchem_major()}.harness")
-    model = harness.potential(options, state, dtype)
+    model = installed().potential(options, state, dtype)
     out = model(to_batch(structures, dtype))
     return {key: value.detach().double().numpy() for key, value in out.items()}
 

@@ -1,9 +1,7 @@
 """Small reference structures (periodic bulk, slab + adsorbate, molecule) as ASE Atoms, as the core's
-own input (no host), and as a batch of whichever fairchem host is installed."""
+own input (no host), and as a batch of whichever fairchem host is installed (through ``tools_host``)."""
 
 from __future__ import annotations
-
-import importlib
 
 import numpy as np
 import torch
@@ -13,7 +11,7 @@ from ase.constraints import FixAtoms
 
 from leignn_plugin.core.inputs import AtomGraph
 from leignn_plugin.graph import neighbor_graph
-from leignn_plugin.installed_host import fairchem_major
+from leignn_plugin.tools_host import installed
 
 
 def rattled(atoms: Atoms, amplitude: float, seed: int) -> Atoms:
@@ -66,7 +64,6 @@ def core_graph(atoms_list: list[Atoms], dtype: torch.dtype, cutoff: float, max_n
 
 
 def to_batch(atoms_list: list[Atoms], dtype: torch.dtype = torch.float32):
-    """``atoms_list`` as one batch of the installed host (``atoms_batch`` of ``leignn_plugin.fairchem1.harness``
-    or ``leignn_plugin.fairchem2.harness``), with exact positions and cells in ``dtype``."""
-    host = importlib.import_module(f"leignn_plugin.fairchem{fairchem_major()}.harness")
-    return host.atoms_batch(atoms_list, dtype)
+    """``atoms_list`` as one batch of the installed host (its registered ``atoms_batch``), with exact
+    positions and cells in ``dtype``."""
+    return installed().atoms_batch(atoms_list, dtype)

@@ -2,8 +2,9 @@
 
 For every model: a short timed training step on one batch projects its training time per seed; a
 model projected past the time limit is skipped with that reason. Each remaining model and seed is then
-trained by ``main.py --mode train`` and scored by the evaluation process (``evaluate``); a run that
-fails marks its model as failed with the reason and the benchmark goes on with the next model.
+trained by ``main.py --mode train`` and scored by the evaluation process (the installed host's
+``trainer_evaluation``, which only the fairchem 1.10 host has); a run that fails marks its model as
+failed with the reason and the benchmark goes on with the next model.
 """
 
 from __future__ import annotations
@@ -91,8 +92,10 @@ def projected_minutes(section: dict, splits: Splits, recipe: Recipe, limit_min: 
     from fairchem.core.common.registry import registry
     from fairchem.core.common.utils import setup_imports
 
-    import leignn_plugin  # noqa: F401  (registers leignn)
     from leignn_plugin.data.safe_records import open_lmdb_dataset
+    from leignn_plugin.tools_host import installed
+
+    installed()  # the host has registered leignn in fairchem's registry
 
     with warnings.catch_warnings():  # fairchem's model modules warn about torch.load on import
         warnings.simplefilter("ignore", FutureWarning)
@@ -152,10 +155,16 @@ def learning_curve(tensorboard_dir: Path, steps_per_epoch: int) -> tuple[list[di
 
 
 def _evaluate(plan: Plan, config: Path, seed: int, checkpoint: Path, identifier: str, cells_file: Path) -> dict:
-    """Run the evaluation process (``python -m leignn_plugin.bench.accuracy.evaluate``) and read its result."""
+    """Run the evaluation process (``python -m`` the host's ``trainer_evaluation``) and read its result."""
+    from leignn_plugin.tools_host import installed
+
     out = plan.runs / "evaluations" / f"{identifier}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "leignn_plugin.bench.accuracy.evaluate", "--config", str(config),
+    module = installed().trainer_evaluation
+    if module is None:
+        raise RuntimeError("the installed fairchem host has no trainer evaluation: the accuracy benchmark runs "
+                           "in the fairchem 1.10 environment")
+    cmd = [sys.executable, "-m", module, "--config", str(config),
            "--seed", str(seed), "--test", str(plan.splits.test.resolve()), "--checkpoint", str(checkpoint),
            "--run-dir", str(plan.runs), "--identifier", identifier, "--cells", str(cells_file), "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)

@@ -1,6 +1,7 @@
-"""Score one trained model with fairchem's own trainer, before and after training (a child process).
+"""Score one trained model with fairchem 1.10's own trainer, before and after training: the child
+process ``leignn-bench accuracy`` runs for each model and seed (this host's ``trainer_evaluation``).
 
-    python -m leignn_plugin.bench.accuracy.evaluate --config C --seed S --test DIR --checkpoint BEST \
+    python -m leignn_plugin.fairchem1.trainer_evaluation --config C --seed S --test DIR --checkpoint BEST \
         --run-dir R --identifier I --cells CELLS.extxyz --out RESULT.json
 
 The trainer is built from the same config and seed as the training run, so fairchem's seeding gives
@@ -67,7 +68,6 @@ def evaluate(config: dict, checkpoint: Path, cells_file: Path | None) -> dict:
     from fairchem.core.common import distutils
     from fairchem.core.common.utils import new_trainer_context
 
-    import leignn_plugin  # noqa: F401  (registers leignn in this process)
     from leignn_plugin.fairchem1.safe_load import safe_loading
 
     distutils.setup_env_local()
@@ -102,7 +102,7 @@ def evaluate(config: dict, checkpoint: Path, cells_file: Path | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m leignn_plugin.bench.accuracy.evaluate",
+    parser = argparse.ArgumentParser(prog="python -m leignn_plugin.fairchem1.trainer_evaluation",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--seed", type=int, required=True)

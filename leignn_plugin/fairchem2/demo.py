@@ -1,4 +1,5 @@
-"""``make demo-fairchem2``: the demo of the fairchem 2.x target, ending as ``make demo`` does.
+"""``make demo-fairchem2`` (``python -m leignn_plugin.fairchem2.demo``): the demo of the fairchem 2.x
+target, ending as ``make demo`` does; a job of this host, built on the workflows the 1.10 demo uses.
 
 Runs in ``.venv-fairchem2``. The steps are the commands a user would type (``leignn-data demo
 --output-format aselmdb``, ``leignn-fairchem2 train`` of the direct and the conservative demo configs,
