@@ -8,8 +8,10 @@ on import (as it registers its checkpoint format with ``checkpoints.stored``), a
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from leignn_plugin.errors import UsageError
@@ -40,6 +42,17 @@ class PotentialBuilder(Protocol):
 
 
 @dataclass(frozen=True)
+class HostAccuracy:
+    """A host's own accuracy benchmark: ``check`` refuses bad options before anything is written,
+    ``run`` trains and scores (returns the Markdown report), ``default_out`` is where it writes when
+    ``--out`` is not given (``quick`` or not)."""
+
+    check: Callable[[argparse.Namespace], None]
+    run: Callable[[argparse.Namespace], str]
+    default_out: Callable[[bool], Path]
+
+
+@dataclass(frozen=True)
 class ToolsHost:
     """One host as the tools see it.
 
@@ -51,6 +64,8 @@ class ToolsHost:
     baselines: fairchem models the host wraps to be benchmarked, by name (fairchem 2.x's eSCN-MD).
     trainer_evaluation: the module ``leignn-bench accuracy`` runs (``python -m``) to score a model trained
         by ``main.py`` with the host's trainer; None where the host has no such trainer.
+    accuracy: the host's own ``leignn-bench accuracy``, run instead of the ``main.py`` one (fairchem 2.x:
+        LEIGNN against eSCN-MD through ``fairchem -c``); None where the host uses the ``main.py`` one.
     """
 
     major: int
@@ -59,6 +74,7 @@ class ToolsHost:
     leignn: ModelBuilder
     baselines: Mapping[str, ModelBuilder] = field(default_factory=dict)
     trainer_evaluation: str | None = None
+    accuracy: HostAccuracy | None = None
 
 
 class NoHostError(UsageError):

@@ -1,13 +1,16 @@
 """``leignn-bench`` in the fairchem 2.x environment: LEIGNN and its ablations against fairchem 2.x's own
 eSCN-MD backbone (UMA-small size), MD scaling and the compiled path on the 2.x model; the accuracy
-benchmark, which trains through main.py, says where it runs."""
+benchmark trains LEIGNN and eSCN-MD from scratch through ``fairchem -c``."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import run
 
+from leignn_plugin.adapters.checkpoint_files import CheckpointError
+from leignn_plugin.fairchem2.checkpoint import read_inference_checkpoint
 from leignn_plugin.testing.commands import error_line
 
 
@@ -36,9 +39,35 @@ def test_md_and_compiled_modes_run_on_the_2x_model(tmp_path):
     assert max(deviation.values()) < 1e-4
 
 
-def test_accuracy_says_it_needs_the_1x_environment(tmp_path, bad_input):
-    done = run(["leignn-bench", "accuracy", "--quick", "--out", str(tmp_path / "acc")])
+def test_accuracy_trains_leignn_and_the_escn_md_baseline_at_equal_budget(demo_data, tmp_path):
+    """Both models trained from scratch by ``fairchem -c`` on one recipe at one size, scored on the test
+    split through FAIRChemCalculator; the baseline's checkpoint is read by the project's checked loader
+    as the baseline, and refused as a LEIGNN checkpoint."""
+    out = tmp_path / "acc"
+    done = run(["leignn-bench", "accuracy", "--quick", "--epochs", "1", "--data", str(demo_data), "--out", str(out)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads((out / "accuracy.json").read_text())["runs"]
+    assert [r["model"] for r in runs] == ["leignn", "esen_sm", "leignn-equal-time"]
+    for item in runs:
+        assert item["params"] > 1000 and len(item["val_losses"]) == item["epochs"] and item["train_s"] > 0
+        assert 0 < item["test"]["energy_mae"] < 10 and 0 < item["test"]["forces_mae"] < 1
+    leignn = read_inference_checkpoint(runs[0]["checkpoint"])
+    esen = read_inference_checkpoint(runs[1]["checkpoint"], baseline=True)
+    assert leignn.model_config["backbone"]["hidden_channels"] == 16 == esen.model_config["backbone"]["sphere_channels"]
+    assert leignn.model_config["backbone"]["num_layers"] == 2 == esen.model_config["backbone"]["num_layers"]
+    assert esen.model_config["backbone"]["model"] == "fairchem.core.models.uma.escn_md.eSCNMDBackbone"
+    assert [t["normalizer"] for t in leignn.tasks_config] == [t["normalizer"] for t in esen.tasks_config]
+    with pytest.raises(CheckpointError, match="not LEIGNN"):
+        read_inference_checkpoint(runs[1]["checkpoint"])
+    report = (out / "accuracy.md").read_text()
+    assert "| LEIGNN | 1 | 1 |" in report and "LEIGNN / eSCN-MD, equal epochs: energy MAE" in report
+    assert "LEIGNN / eSCN-MD, equal training time: energy MAE" in report
+
+
+def test_accuracy_names_the_models_it_trains_under_2x(tmp_path, bad_input):
+    done = run(["leignn-bench", "accuracy", "--quick", "--models", "leignn,painn", "--out", str(tmp_path / "acc")])
     line = error_line(done.returncode, done.stderr, "leignn-bench")
-    assert line.endswith("run it in the fairchem 1.10 environment (.venv, make install)")
+    assert line.endswith("--models: painn not trained under fairchem 2.x (choose from leignn, esen_sm)")
     assert not (tmp_path / "acc").exists()
-    bad_input("leignn-bench accuracy in the fairchem 2.x environment", "leignn-bench accuracy (.venv-fairchem2)", line)
+    bad_input("a 1.10-only model for leignn-bench accuracy in the fairchem 2.x environment",
+              "leignn-bench accuracy --models leignn,painn (.venv-fairchem2)", line)

@@ -221,24 +221,30 @@ def _bench(args: argparse.Namespace) -> int:
         raise BenchError(f"--repeats must be at least 1, got {args.repeats}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError("--device cuda: no CUDA device is available on this machine")
+    runs = {"models": _run_models, "md": _run_md, "compiled": _run_compiled, "accuracy": run_accuracy}
+    figures = {"compiled": "", "accuracy": ", learning_curves.png, parity.png"}.get(args.command, ", .png")
     if args.command == "accuracy":
         from leignn_plugin.tools_host import installed_or_none
 
         host = installed_or_none()
-        if host is None or host.trainer_evaluation is None:
-            raise BenchError("leignn-bench accuracy trains every model through main.py and fairchem 1.10's trainer: "
-                             "run it in the fairchem 1.10 environment (.venv, make install)")
+        if host is None or (host.trainer_evaluation is None and host.accuracy is None):
+            raise BenchError("leignn-bench accuracy trains models with fairchem's trainer: install fairchem-core "
+                             "(make install or make install-fairchem2)")
+        if host.accuracy is not None:  # the host's own benchmark (fairchem 2.x: fairchem -c)
+            host.accuracy.check(args)
+            runs["accuracy"] = host.accuracy.run
+            figures = ", learning_curves.png"
+            if args.out is None:
+                args.out = host.accuracy.default_out(bool(args.quick))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.out is None:
         args.out = accuracy_out(args) if args.command == "accuracy" else Path("benchmarks/results")
     check_out(args.out, args.command, args.overwrite)
     args.out.mkdir(parents=True, exist_ok=True)
-    run = {"models": _run_models, "md": _run_md, "compiled": _run_compiled, "accuracy": run_accuracy}[args.command]
-    text = run(args)
+    text = runs[args.command](args)
     write_text(args.out / f"{args.command}.md", text)
     print(text)
-    figures = {"compiled": "", "accuracy": ", learning_curves.png, parity.png"}.get(args.command, ", .png")
     print(f"written: {args.out}/{args.command}.md, .json" + figures)
     return 0
 

@@ -41,11 +41,12 @@ def shards(source: Path) -> list[Path]:
     return found
 
 
-def calculator(checkpoint: Path, task: str, trust_checkpoint: bool = False):
-    """fairchem's ``FAIRChemCalculator`` on the checkpoint's task ``task`` (one line if it has none)."""
+def calculator(checkpoint: Path, task: str, trust_checkpoint: bool = False, baseline: bool = False):
+    """fairchem's ``FAIRChemCalculator`` on the checkpoint's task ``task`` (one line if it has none);
+    ``baseline``: the checkpoint is the eSCN-MD baseline's, not LEIGNN's."""
     from fairchem.core import FAIRChemCalculator
 
-    unit = load_predict_unit(checkpoint, trust_checkpoint=trust_checkpoint)
+    unit = load_predict_unit(checkpoint, trust_checkpoint=trust_checkpoint, baseline=baseline)
     if task not in unit.dataset_to_tasks:
         raise UsageError(f"{checkpoint} has no task '{task}' (its tasks: {', '.join(unit.dataset_to_tasks)})")
     return FAIRChemCalculator(unit, task_name=task)
@@ -77,11 +78,11 @@ def predict(checkpoint: Path, task: str, sources: list[Path], out: Path, progres
 
 
 def evaluate(checkpoint: Path, task: str, sources: list[Path], progress: bool = True,
-             trust_checkpoint: bool = False) -> Errors:
+             trust_checkpoint: bool = False, baseline: bool = False) -> Errors:
     """The errors of ``checkpoint`` (task ``task``) on every labelled row of ``sources``; a structure the
     model refuses (``StructureError``) is named by its file and row."""
     files = [f for source in sources for f in shards(source)]
-    calc = calculator(checkpoint, task, trust_checkpoint)
+    calc = calculator(checkpoint, task, trust_checkpoint, baseline)
     energy, per_atom, forces, free = [], [], [], []
     rows = ((where, atoms) for path in files for where, atoms, _ in named_rows(path))
     for where, atoms in tqdm(rows, desc="evaluating", unit="structure", disable=not progress, leave=False):
