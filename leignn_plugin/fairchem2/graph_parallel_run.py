@@ -45,11 +45,12 @@ class GraphParallelCase:
 @dataclass
 class GraphParallelJob:
     """The cases every rank runs, each ``steps`` times (with ``steps`` > 1 the first one untimed), with
-    ``threads`` torch threads per rank."""
+    ``threads`` torch threads per rank; ``grad=False`` predicts without autograd (direct-force inference)."""
 
     cases: list[GraphParallelCase]
     steps: int = 1
     threads: int = 1
+    grad: bool = True
 
 
 @dataclass
@@ -91,7 +92,8 @@ def _predict(job: GraphParallelJob, rank: int) -> RankResult:
         for step in range(job.steps):
             batch = atoms_batch(case.structures, case.dtype, task)
             start = time.perf_counter()
-            out = predict(batch)
+            with torch.set_grad_enabled(job.grad):
+                out = predict(batch)
             if step > 0 or job.steps == 1:
                 times.append(time.perf_counter() - start)
         result.step_s.append(float(np.median(times)))
