@@ -66,6 +66,8 @@ class ToolsHost:
         by ``main.py`` with the host's trainer; None where the host has no such trainer.
     accuracy: the host's own ``leignn-bench accuracy``, run instead of the ``main.py`` one (fairchem 2.x:
         LEIGNN against eSCN-MD through ``fairchem -c``); None where the host uses the ``main.py`` one.
+    graph_parallel: ``leignn-bench graph-parallel`` (writes its JSON into ``args.out``, returns the Markdown
+        report); None where the host has no graph parallelism (fairchem 1.10).
     """
 
     major: int
@@ -75,6 +77,7 @@ class ToolsHost:
     baselines: Mapping[str, ModelBuilder] = field(default_factory=dict)
     trainer_evaluation: str | None = None
     accuracy: HostAccuracy | None = None
+    graph_parallel: Callable[[argparse.Namespace], str] | None = None
 
 
 class NoHostError(UsageError):

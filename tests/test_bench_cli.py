@@ -47,6 +47,11 @@ def test_bad_options_are_one_line(tmp_path, capsys):
     assert err.startswith("leignn-bench: error: unknown model(s) nope") and "\n" not in err
     assert main(["md", "--sizes", "10,x", "--out", str(tmp_path)]) == 2
     assert "--sizes" in capsys.readouterr().err
+    assert main(["graph-parallel", "--out", str(tmp_path / "gp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("leignn-bench: error: leignn-bench graph-parallel runs on fairchem 2.x's graph parallelism: run it "
+                   "in the fairchem 2.x environment (make install-fairchem2)")
+    assert not (tmp_path / "gp").exists()
 
 
 class HugeActivations(nn.Module):

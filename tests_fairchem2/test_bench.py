@@ -39,6 +39,17 @@ def test_md_and_compiled_modes_run_on_the_2x_model(tmp_path):
     assert max(deviation.values()) < 1e-4
 
 
+def test_graph_parallel_mode_measures_ranks_against_one_process(tmp_path):
+    done = run(["leignn-bench", "graph-parallel", "--sizes", "256", "--ranks", "2", "--steps", "1",
+                "--out", str(tmp_path)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((tmp_path / "graph-parallel.json").read_text())["rows"]
+    assert [(r["atoms"], r["ranks"]) for r in rows] == [(256, 1), (256, 2)]
+    assert all(r["step_s"] > 0 and len(r["peak_rss_mib"]) == r["ranks"] for r in rows)
+    table = (tmp_path / "graph-parallel.md").read_text()
+    assert "| 256 | 1 |" in table and "| 256 | 2 |" in table
+
+
 def test_accuracy_trains_leignn_and_the_escn_md_baseline_at_equal_budget(demo_data, tmp_path):
     """Both models trained from scratch by ``fairchem -c`` on one recipe at one size, scored on the test
     split through FAIRChemCalculator; the baseline's checkpoint is read by the project's checked loader

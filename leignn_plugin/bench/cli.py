@@ -4,6 +4,7 @@
     leignn-bench md [--sizes 1000,10000,100000]                        # MD step time / memory vs size
     leignn-bench compiled [--repeats 5]                                # eager vs torch.compile
     leignn-bench accuracy [--quick] [--seeds 0,1,2]                    # trains every model at equal budget
+    leignn-bench graph-parallel [--sizes ...] [--ranks 1,2,4]          # fairchem 2.x: ranks sharing a structure
 
 Every command writes ``<out>/<command>.{md,json,png}`` and prints the table; an ``<out>`` that already
 holds the command's files is refused (before anything is measured) unless ``--overwrite``.
@@ -17,6 +18,7 @@ import os
 import platform
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,6 +39,7 @@ OUTPUTS = {
     "md": ("md.md", "md.json", "md.png"),
     "compiled": ("compiled.md", "compiled.json"),
     "accuracy": ("accuracy.md", "accuracy.json", "learning_curves.png", "parity.png", "configs"),
+    "graph-parallel": ("graph-parallel.md", "graph-parallel.json"),
 }
 """What each command writes into ``--out``."""
 
@@ -57,7 +60,8 @@ def _int_list(text: str, what: str) -> list[int]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leignn-bench", description=DESCRIPTION)
-    parser.add_argument("command", nargs="?", default="models", choices=("models", "md", "compiled", "accuracy"),
+    parser.add_argument("command", nargs="?", default="models",
+                        choices=("models", "md", "compiled", "accuracy", "graph-parallel"),
                         help="what to measure (default: models)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default benchmarks/results; accuracy: benchmarks/results/accuracy)")
@@ -77,9 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     group.add_argument("--memory-budget-gib", type=float, default=None,
                        help="skip models needing more memory than this (default: 60%% of available memory)")
-    group = parser.add_argument_group("md")
+    group = parser.add_argument_group("md and graph-parallel")
     group.add_argument("--sizes", default="1000,10000,100000", help="approximate atom counts")
     group.add_argument("--steps", type=int, default=1, help="timed MD steps per size")
+    group.add_argument("--ranks", default="1,2,4",
+                       help="graph-parallel: gloo ranks sharing each structure (1: one process; always measured)")
     group.add_argument("--chunk-mib", type=float, default=512.0, help="memory of one [chunk, 3F] edge tensor")
     group.add_argument("--hidden", type=int, default=512, help="LEIGNN channels (md, compiled)")
     group.add_argument("--layers", type=int, default=4, help="LEIGNN layers (md, compiled)")
@@ -215,6 +221,21 @@ def check_out(out: Path, command: str, overwrite: bool) -> None:
                          "pass --overwrite to replace them, or choose another folder")
 
 
+def _host_graph_parallel(args: argparse.Namespace) -> Callable[[argparse.Namespace], str]:
+    """The installed host's graph-parallel benchmark, its options checked (one line if there is none)."""
+    from leignn_plugin.tools_host import installed_or_none
+
+    host = installed_or_none()
+    if host is None or host.graph_parallel is None:
+        raise BenchError("leignn-bench graph-parallel runs on fairchem 2.x's graph parallelism: run it in the "
+                         "fairchem 2.x environment (make install-fairchem2)")
+    _int_list(args.sizes, "--sizes")
+    _int_list(args.ranks, "--ranks")
+    if args.steps < 1:
+        raise BenchError(f"--steps must be at least 1, got {args.steps}")
+    return host.graph_parallel
+
+
 def _bench(args: argparse.Namespace) -> int:
     """Run the chosen benchmark, write its files and print its table."""
     if args.repeats < 1:
@@ -236,6 +257,9 @@ def _bench(args: argparse.Namespace) -> int:
             figures = ", learning_curves.png"
             if args.out is None:
                 args.out = host.accuracy.default_out(bool(args.quick))
+    if args.command == "graph-parallel":
+        runs["graph-parallel"] = _host_graph_parallel(args)
+        figures = ""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.out is None:

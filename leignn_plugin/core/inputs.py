@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from leignn_plugin.core.parallel import Collectives
+
 
 @dataclass
 class AtomGraph:
@@ -15,6 +17,8 @@ class AtomGraph:
     cell: [B, 3, 3] lattice vectors as rows (zeros for molecules). pbc: [B, 3] periodic axes.
     batch: [N] structure of each atom. edge_index: [2, E] (source j, target i).
     cell_offsets: [E, 3] integer lattice offsets of j's image: r_ij = pos_i - (pos_j + offsets @ cell).
+    parallel: the ranks sharing this batch's atoms under graph parallelism (``core.parallel``), or None;
+    every rank then passes the whole batch and computes its share of the atoms.
     """
 
     numbers: torch.Tensor
@@ -24,6 +28,7 @@ class AtomGraph:
     batch: torch.Tensor
     edge_index: torch.Tensor
     cell_offsets: torch.Tensor
+    parallel: Collectives | None = None
 
     @property
     def num_graphs(self) -> int:

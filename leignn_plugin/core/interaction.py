@@ -9,6 +9,7 @@ from leignn_plugin.core.edges import EdgeSet
 from leignn_plugin.core.global_scalar import GlobalScalarToLocal, LocalScalarToGlobal
 from leignn_plugin.core.global_vector import GlobalVectorToLocal, LocalVectorToGlobal
 from leignn_plugin.core.message import MessageBlock
+from leignn_plugin.core.parallel import AtomShare
 from leignn_plugin.core.update import node_update
 
 
@@ -45,14 +46,17 @@ class InteractionLayer(nn.Module):
         g: torch.Tensor,
         batch: torch.Tensor,
         edges: EdgeSet,
+        share: AtomShare | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [N, F], v [N, 3, F], u [B, F], g [B, 3, F]; returns them updated."""
+        """x [N, F], v [N, 3, F], u [B, F], g [B, 3, F]; returns them updated.
+
+        Under graph parallelism x, v and ``batch`` hold this rank's atoms only (``share``)."""
         if self.virtual_node:
             x = self.scalar_to_local(x, u, batch)
             v = self.vector_to_local(v, g, batch)
-        x, v = self.message(x, v, edges)
+        x, v = self.message(x, v, edges, share)
         x, v = self.update(x, v, update_vectors=self.vectors_out)
         if self.virtual_node and not self.last:
-            u = self.scalar_to_global(x, u, batch)
-            g = self.vector_to_global(v, g, batch)
+            u = self.scalar_to_global(x, u, batch, share)
+            g = self.vector_to_global(v, g, batch, share)
         return x, v, u, g

@@ -19,6 +19,7 @@ from torch import nn
 
 from leignn_plugin.core.activation import mlp
 from leignn_plugin.core.edges import EdgeSet
+from leignn_plugin.core.parallel import AtomShare
 
 
 def filter_products(edge_filter: torch.Tensor, node_j: torch.Tensor, in_place: bool = False
@@ -73,8 +74,18 @@ class MessageBlock(nn.Module):
         dv = torch.zeros_like(v).index_add_(0, i, vec)  # [N, 3, F]
         return dx, dv
 
-    def forward(self, x: torch.Tensor, v: torch.Tensor, edges: EdgeSet) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [N, F], v [N, 3, F] -> updated x, v."""
+    def forward(self, x: torch.Tensor, v: torch.Tensor, edges: EdgeSet, share: AtomShare | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [N, F], v [N, 3, F] -> updated x, v.
+
+        Under graph parallelism (``share``: x, v hold this rank's n_r atoms, ``edges`` the edges ending on
+        them, with global indices) every rank's phi(x_j) and v_j are gathered first and the sums kept for
+        this rank's atoms.
+        """
         node_part = self.node_mlp(x)  # [N, 3F]
-        dx, dv = self.message_sums(node_part, v, edges)
+        if share is None:
+            dx, dv = self.message_sums(node_part, v, edges)
+        else:
+            dx, dv = self.message_sums(share.gather(node_part), share.gather(v), edges)  # [N, F], [N, 3, F]
+            dx, dv = share.local(dx), share.local(dv)  # [n_r, F], [n_r, 3, F]
         return (x + dx) * self.inv_sqrt_2, v + dv * self.inv_sqrt_f

@@ -18,6 +18,7 @@ from leignn_plugin.core.geometry import apply_strain, edge_geometry
 from leignn_plugin.core.inputs import AtomGraph
 from leignn_plugin.core.interaction import InteractionLayer
 from leignn_plugin.core.options import REPRESENTATION_OPTIONS, Rule, check_options
+from leignn_plugin.core.parallel import AtomShare
 from leignn_plugin.core.radial import RadialEmbedding
 
 
@@ -124,8 +125,9 @@ class LEIGNNRepresentation(nn.Module):
 
     def forward(self, graph: AtomGraph) -> dict[str, torch.Tensor | None]:
         """Embeddings of ``graph``: node_scalar [N, F], node_vector [N, 3, F], global_scalar [B, F],
-        global_vector [B, 3, F], what the heads differentiate (pos, cell, displacement) and which
-        structures are periodic (periodic [B])."""
+        global_vector [B, 3, F], what the heads differentiate (pos, cell, displacement), which
+        structures are periodic (periodic [B]) and, under graph parallelism, this rank's ``share``
+        (then node_scalar, node_vector and batch hold its n_r atoms; pos and cell stay whole)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() or self.conservative):
             return self._embed(graph)
 
@@ -148,7 +150,14 @@ class LEIGNNRepresentation(nn.Module):
                                            requires_grad=True)
                 pos_used, cell_used = apply_strain(pos, cell, batch, displacement)
 
-        geom = edge_geometry(pos_used, cell_used, batch, graph.edge_index, graph.cell_offsets)
+        edge_index, cell_offsets = graph.edge_index, graph.cell_offsets
+        share = None if graph.parallel is None else AtomShare.of(graph.parallel, batch, num_graphs)
+        if share is not None:
+            # this rank's atoms and the edges ending on them; sources keep their global index
+            own = share.owns_target(edge_index)  # [E]
+            edge_index, cell_offsets = edge_index[:, own], cell_offsets[own]
+            z, batch = share.local(z), share.local(batch)  # [n_r]
+        geom = edge_geometry(pos_used, cell_used, graph.batch, edge_index, cell_offsets)
         # the radial features [E, R + 1] go straight into the layout, which may replace them (no
         # reference kept here: on 100,000 atoms they take 2 GB)
         edges = self.edge_layout(geom.edge_index, geom.unit_vec, self.radial(geom.distance))
@@ -164,7 +173,7 @@ class LEIGNNRepresentation(nn.Module):
             u = x.new_zeros((num_graphs, f))  # [B, F], never read
         g = x.new_zeros((num_graphs, 3, f))  # [B, 3, F]
         for layer in self.layers:
-            x, v, u, g = layer(x, v, u, g, batch, edges)
+            x, v, u, g = layer(x, v, u, g, batch, edges, share)
 
         return {
             "node_scalar": x,
@@ -176,4 +185,5 @@ class LEIGNNRepresentation(nn.Module):
             "cell": cell,
             "displacement": displacement,
             "periodic": graph.pbc.any(dim=1),  # [B]: which structures have a stress
+            "share": share,
         }

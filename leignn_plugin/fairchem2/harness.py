@@ -14,15 +14,16 @@ from torch import nn
 from leignn_plugin.fairchem2.convert import hydra_config, state_dict_2x
 
 
-def atoms_batch(atoms_list: list[Atoms], dtype: torch.dtype = torch.float32):
+def atoms_batch(atoms_list: list[Atoms], dtype: torch.dtype = torch.float32, task_name: str | None = None):
     """Convert with ``AtomicData.from_ase`` (as FAIRChemCalculator does) and collate into one batch.
 
     ``from_ase`` wraps positions into the cell; the exact given positions are put back in ``dtype``, so
-    that checks moving an atom to its periodic image see the moved atom.
+    that checks moving an atom to its periodic image see the moved atom. ``task_name``: the dataset a
+    predict unit's tasks are named for (what FAIRChemCalculator's ``task_name`` sets).
     """
     data_list = []
     for k, atoms in enumerate(atoms_list):
-        data = AtomicData.from_ase(atoms, sid=str(k), target_dtype=dtype)
+        data = AtomicData.from_ase(atoms, sid=str(k), target_dtype=dtype, task_name=task_name)
         data.pos = torch.tensor(atoms.get_positions(), dtype=dtype)  # [n, 3]
         data_list.append(data)
     return atomicdata_list_to_batch(data_list)

@@ -25,9 +25,10 @@ from leignn_plugin.adapters.batch import atom_graph
 from leignn_plugin.adapters.heads import head_problem
 from leignn_plugin.adapters.options import GRAPH_OPTIONS, set_graph_options
 from leignn_plugin.adapters.speed import SpeedPathsFollowDevice
-from leignn_plugin.core.heads import DirectForceHead, EnergyHead, energy_forces_stress
+from leignn_plugin.core.heads import DirectForceHead, EnergyHead, direct_forces, energy_forces_stress
 from leignn_plugin.core.options import OptionError, Rule, check_known, check_values
 from leignn_plugin.core.representation import LEIGNNRepresentation
+from leignn_plugin.fairchem2.graph_parallel import active_collectives
 from leignn_plugin.graph import DEFAULT_MIN_DISTANCE
 
 PROPERTIES = ("energy", "forces", "stress")
@@ -102,13 +103,17 @@ class LEIGNNBackbone(SpeedPathsFollowDevice, LEIGNNRepresentation, BackboneInter
 
         The batch also gets ``batch_full`` and ``atomic_numbers_full``, the names under which fairchem's
         element references (``ElementReferences.undo_refs``) read every atom of a structure, as fairchem's
-        own backbones set them."""
+        own backbones set them.
+
+        Under fairchem's graph parallelism (``graph_parallel.py``) every rank computes its share of the atoms;
+        the heads return whole results on every rank."""
         data["atomic_numbers_full"] = data["atomic_numbers"]
         data["batch_full"] = data["batch"]
         num_graphs = data.natoms.numel()
         graph = atom_graph(data, self.cutoff, self.max_neighbors, True, True, self.enforce_max_neighbors_strictly,
                            self.graph_method, self.min_distance, self.num_elements,
                            pbc=batch_pbc(data, num_graphs, data.pos.device))
+        graph.parallel = active_collectives()
         return super().forward(graph)
 
     @classmethod
@@ -227,7 +232,7 @@ class LEIGNNDirectForceHead(LEIGNNHead):
 
 
     def forward(self, data, emb: dict) -> dict[str, torch.Tensor]:
-        return {"forces": self.force_head(emb["node_vector"], emb["pos"].dtype)}
+        return {"forces": direct_forces(emb, self.force_head)}
 
 
 class LEIGNNConservativeHead(LEIGNNHead):
