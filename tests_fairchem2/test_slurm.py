@@ -230,10 +230,11 @@ def test_preemption_signal_requeues_and_resumes_to_the_same_weights(two_node_run
     names the job."""
     with rendezvous_port():
         preempted = submit(slurm_cluster, slabs, tmp_path, "preempted", PROJECT_CLI)
-        checkpoint = preempted.folder / "checkpoints" / "step_2" / ".metadata"
-        wait_for(checkpoint.exists, "the step-2 checkpoint", slurm_cluster, preempted, CHECKPOINT_TIMEOUT)
         wait_for(lambda: len(rank_pids(preempted)) == 2, "both ranks", slurm_cluster, preempted, CHECKPOINT_TIMEOUT)
         pids = rank_pids(preempted)
+        # held as soon as the first checkpoint after step 0 is complete: 6 of the 8 steps are still to run
+        checkpoint = preempted.folder / "checkpoints" / "step_2" / ".metadata"
+        wait_for(checkpoint.exists, "the step-2 checkpoint", slurm_cluster, preempted, CHECKPOINT_TIMEOUT)
         signal_held(slurm_cluster, [pids[0], pids[1]], signal.SIGUSR2, "scancel", "--signal=USR2",
                     preempted.job_id)
         info = slurm_cluster.wait(preempted.job_id, timeout=JOB_TIMEOUT)
