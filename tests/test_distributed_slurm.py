@@ -1,4 +1,4 @@
-"""Training on a real two-node SLURM cluster (tests/slurm_cluster.py) through ``main.py --submit``.
+"""Training on a real two-node SLURM cluster (leignn_plugin/testing/slurm_cluster.py) through ``main.py --submit``.
 
 One uninterrupted two-node CPU run is the reference: prediction from its checkpoint, and the runs that are
 preempted (USR2 before the time limit) or requeued (SIGTERM) must end bit-for-bit where it ends, with
@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from slurm_cluster import FINISHED, PARTITION, SlurmCluster, slurm_cluster  # noqa: F401  (session fixture)
 from test_distributed import (
     REPO,
     assert_same_training_state,
@@ -46,6 +45,13 @@ from leignn_plugin.fairchem1.launch.preemption import (
     slurm_actions,
 )
 from leignn_plugin.fairchem1.launch.rank_failure import lost_peer, rank_lost_error
+from leignn_plugin.testing.slurm_cluster import (  # noqa: F401  (slurm_cluster: the session fixture)
+    FINISHED,
+    PARTITION,
+    SlurmCluster,
+    signal_held,
+    slurm_cluster,
+)
 
 EPOCHS = 50
 STEPS = EPOCHS * 4  # 16 training slabs, 2 per rank and step on 2 ranks
@@ -56,7 +62,6 @@ STEP_LINE = re.compile(r"step: ([0-9.e+]+)")
 SUBMIT_TIMEOUT = 180  # main.py --submit, or --mode predict
 STEP_TIMEOUT = 180  # a job starts and reaches a step
 JOB_TIMEOUT = 300  # a job ends (after a requeue, both attempts)
-STATE_TIMEOUT = 60  # ranks stop, a signal reaches them
 
 
 @dataclass
@@ -147,15 +152,6 @@ def wait_for_step(run: SlurmRun, cluster: SlurmCluster, step: int, timeout: floa
     pytest.fail(f"job {run.job_id} did not reach step {step} in {timeout:.0f} s:\n{run.log(0)[-3000:]}")
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = STATE_TIMEOUT) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def rank_pids(run: SlurmRun) -> list[int]:
     """Process ids of ranks 0 and 1 in the run's latest attempt (each rank logs its pid first)."""
     pids = []
@@ -166,40 +162,10 @@ def rank_pids(run: SlurmRun) -> list[int]:
     return pids
 
 
-def is_stopped(pid: int) -> bool:
-    """True while ``pid`` is stopped (SIGSTOP); False once it runs or has exited."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat[stat.rindex(")") + 2] == "T"
-
-
-def is_pending(pid: int, signum: signal.Signals) -> bool:
-    """True while ``signum`` sent to the process ``pid`` waits to be handled (``ShdPnd`` of /proc/PID/status)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    pending = re.search(r"^ShdPnd:\s*([0-9a-f]+)$", status, re.MULTILINE)
-    return pending is not None and bool(int(pending.group(1), 16) >> (int(signum) - 1) & 1)
-
-
 def signal_held_ranks(run: SlurmRun, cluster: SlurmCluster, signum: signal.Signals, *command: str) -> None:
     """Run the SLURM ``command`` that sends ``signum`` to the job while both ranks are held (SIGSTOP) until it
-    has reached each (pending, or SLURM continued the rank to deliver it): however slowly SLURM delivers it,
-    it lands at the step where the run was held, never after the run has ended."""
-    pids = rank_pids(run)
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        wait_until(lambda: all(is_stopped(pid) for pid in pids), "both ranks to stop")
-        cluster.run(*command)
-        wait_until(lambda: all(is_pending(pid, signum) or not is_stopped(pid) for pid in pids),
-                   f"{signum.name} to reach both ranks")
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+    has reached each: however slowly SLURM delivers it, it lands at the step where the run was held."""
+    signal_held(cluster, rank_pids(run), signum, *command)
 
 
 @pytest.fixture(scope="module")

@@ -53,10 +53,12 @@ def build():
     return build_model
 
 
-def run(args: list[str], cwd: Path = REPO, timeout: float = 900) -> subprocess.CompletedProcess:
-    """A command of this environment (``leignn-data``, ``leignn-fairchem2``, ``fairchem``), captured."""
+def run(args: list[str], cwd: Path = REPO, timeout: float = 900,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """A command of this environment (``leignn-data``, ``leignn-fairchem2``, ``fairchem``), captured (in
+    ``env``, else this process's environment)."""
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 @pytest.fixture

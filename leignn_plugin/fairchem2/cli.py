@@ -3,7 +3,8 @@
 Subcommands:
   train -c CONFIG [OVERRIDES...]   check the config (LEIGNN options, heads, tasks, dataset paths), then
                                    run it with fairchem's own ``fairchem -c`` entry point (a progress bar
-                                   and a line per epoch; ``--verbose`` for fairchem's own log)
+                                   and a line per epoch; ``--verbose`` for fairchem's own log); with
+                                   ``scheduler=slurm`` it submits the job and names it
   convert SRC DST [--dataset NAME] a 1.10 checkpoint (main.py training) as a 2.x inference checkpoint
   evaluate DATA... --checkpoint CKPT --task NAME
                                    energy and force errors on labelled .aselmdb data, via FAIRChemCalculator
@@ -110,6 +111,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{args.config}: ok")
         return 0
     from fairchem.core._cli import main as fairchem_main
+    from fairchem.core.launchers.api import SchedulerType
 
     from leignn_plugin.fairchem2.train_progress import training_progress
 
@@ -117,10 +119,23 @@ def _train(args: argparse.Namespace) -> int:
     with training_progress(runner.get("max_epochs"), runner.get("max_steps"),
                            Path(config.job.metadata.log_dir), verbose=args.verbose):
         fairchem_main(argparse.Namespace(config=str(args.config)), overrides)
+    if config.job.scheduler.mode == SchedulerType.SLURM:
+        print(submitted_jobs(config))
+        return 0
     final = Path(config.job.metadata.checkpoint_dir) / "final" / "inference_ckpt.pt"
     if final.is_file():
         print(f"inference checkpoint: {final}")
     return 0
+
+
+def submitted_jobs(config) -> str:
+    """What a SLURM submission (``scheduler=slurm``) left: the job ids submitit recorded in the run's log
+    folder, and where the logs and the checkpoints will be."""
+    log_dir = Path(config.job.metadata.log_dir)
+    jobs = sorted(path.name.removesuffix("_submitted.pkl") for path in log_dir.glob("*_submitted.pkl"))
+    scheduler = config.job.scheduler
+    return (f"submitted SLURM job {', '.join(jobs) or '(none found)'} ({scheduler.num_nodes} nodes x "
+            f"{scheduler.ranks_per_node} ranks): logs in {log_dir}, checkpoints in {config.job.metadata.checkpoint_dir}")
 
 
 def _convert(args: argparse.Namespace) -> int:
