@@ -3,6 +3,8 @@ the project's checks in this process and in the workers, with the results of one
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import ray
 import torch
@@ -44,3 +46,14 @@ def test_a_file_that_is_not_a_leignn_checkpoint_is_refused_before_ray_starts(tmp
         load_parallel_predict_unit(path)
     assert str(refused.value) == message
     assert not ray.is_initialized()
+
+
+def test_a_ray_started_without_the_checked_loader_is_refused(direct_run):
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level=logging.ERROR)
+    try:
+        with pytest.raises(CheckpointError) as refused:
+            load_parallel_predict_unit(direct_run.checkpoint)
+        assert str(refused.value).startswith("Ray is already running in this process, and its workers would load "
+                                             "the checkpoint unchecked")
+    finally:
+        ray.shutdown()

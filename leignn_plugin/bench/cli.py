@@ -168,7 +168,8 @@ def _run_md(args: argparse.Namespace) -> str:
     from leignn_plugin.bench.report import fit_exponent, scaling_figure, write_json
 
     sizes = _int_list("1000,10000,100000" if args.sizes is None else args.sizes, "--sizes")
-    points = run_md_scaling(sizes, 1 if args.steps is None else args.steps, args.seed, args.chunk_mib, hidden_channels=args.hidden,
+    steps = 1 if args.steps is None else args.steps
+    points = run_md_scaling(sizes, steps, args.seed, args.chunk_mib, hidden_channels=args.hidden,
                             num_layers=args.layers)
     atoms = [p.atoms for p in points]
     step_s = [p.step_s for p in points]
