@@ -1,10 +1,12 @@
 """LAMMPS through fairchem-lammps with a conservative LEIGNN trained by ``fairchem -c``: NVE conserves the
 total energy (``configs/fairchem2/lammps/nve_cu_slab.in``, 200 steps of 1 fs), every row of its energy
-file is real (step 0 too), and fairchem-lammps finds nothing to warn about in the input."""
+file is real (step 0 too), and fairchem-lammps finds nothing to warn about in the input; also with the forces
+from two Ray workers sharing the structure by graph parallelism."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import REPO, run
 
 from leignn_plugin.fairchem2.lammps import loop_timing, read_energy_file
@@ -14,9 +16,10 @@ SELF_WARNING = "Input script contains force field command"
 """What fairchem-lammps logs when the input's text names a pair, bond, angle or dihedral style."""
 
 
-def test_nve_conserves_energy(conservative_run, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-graph-parallel-ray-workers"])
+def test_nve_conserves_energy(conservative_run, tmp_path, workers):
     done = run(["leignn-fairchem2", "lammps", str(INPUT), "--checkpoint", str(conservative_run.checkpoint),
-                "--task", "demo"], cwd=tmp_path)
+                "--task", "demo", "--workers", str(workers)], cwd=tmp_path)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     assert SELF_WARNING not in done.stdout + done.stderr
     seconds, steps, natoms = loop_timing(done.stdout)

@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     lammps.add_argument("--checkpoint", type=Path, required=True, help="2.x inference checkpoint")
     lammps.add_argument("--task", required=True, help="the checkpoint's task (dataset) name")
     lammps.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    lammps.add_argument("--workers", type=int, default=1,
+                        help="Ray workers sharing each step's structure by graph parallelism (default 1: none)")
     lammps.add_argument("--trust-checkpoint", action="store_true",
                         help="load the checkpoint with full unpickling, which can run code: only for files you trust")
 
@@ -177,7 +179,7 @@ def _lammps(args: argparse.Namespace) -> int:
     from leignn_plugin.fairchem2.lammps import run_lammps
 
     try:
-        run_lammps(args.checkpoint, args.input, args.task, args.device, args.trust_checkpoint)
+        run_lammps(args.checkpoint, args.input, args.task, args.device, args.trust_checkpoint, args.workers)
     except Exception as err:  # the lammps module raises plain Exceptions for errors in the input script
         if str(err).startswith("ERROR"):
             raise UsageError(f"{args.input}: LAMMPS stopped: {' '.join(str(err).split())}") from None

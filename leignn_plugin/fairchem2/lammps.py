@@ -66,8 +66,11 @@ def mpi_ranks() -> int:
 
 
 def run_lammps(checkpoint: str | Path, input_script: str | Path, task_name: str, device: str = "cpu",
-               trust_checkpoint: bool = False) -> None:
-    """Run the LAMMPS ``input_script`` with LEIGNN forces from ``checkpoint`` (its task ``task_name``)."""
+               trust_checkpoint: bool = False, workers: int = 1) -> None:
+    """Run the LAMMPS ``input_script`` with LEIGNN forces from ``checkpoint`` (its task ``task_name``).
+
+    ``workers`` > 1: the forces come from fairchem's parallel predict unit on that many Ray workers, which
+    share each step's structure by graph parallelism (``parallel.py``); LAMMPS itself stays on one rank."""
     if mpi_ranks() > 1:
         if mpi_rank() != 0:
             raise SystemExit(2)  # rank 0 says why, once
@@ -76,12 +79,24 @@ def run_lammps(checkpoint: str | Path, input_script: str | Path, task_name: str,
     script = Path(input_script)
     if not script.is_file():
         raise UsageError(f"LAMMPS input not found: {script}")
-    unit = load_predict_unit(checkpoint, device=device, trust_checkpoint=trust_checkpoint)
-    if task_name not in unit.dataset_to_tasks:
-        raise UsageError(f"{checkpoint} has no task '{task_name}' (its tasks: {', '.join(unit.dataset_to_tasks)})")
-    preload_mpi()
-    from fairchem.lammps.lammps_fc import run_lammps_with_fairchem
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if workers > 1:
+        from leignn_plugin.fairchem2.parallel import load_parallel_predict_unit
 
-    lmp = run_lammps_with_fairchem(unit, str(script), task_name)
-    del lmp._predictor  # fairchem-lammps' own clean-up: the callback holds the predict unit
-    lmp.close()
+        unit = load_parallel_predict_unit(checkpoint, workers=workers, device=device)
+    else:
+        unit = load_predict_unit(checkpoint, device=device, trust_checkpoint=trust_checkpoint)
+    try:
+        if task_name not in unit.dataset_to_tasks:
+            raise UsageError(f"{checkpoint} has no task '{task_name}' (its tasks: "
+                             f"{', '.join(unit.dataset_to_tasks)})")
+        preload_mpi()
+        from fairchem.lammps.lammps_fc import run_lammps_with_fairchem
+
+        lmp = run_lammps_with_fairchem(unit, str(script), task_name)
+        del lmp._predictor  # fairchem-lammps' own clean-up: the callback holds the predict unit
+        lmp.close()
+    finally:
+        if workers > 1:
+            unit.close()

@@ -7,10 +7,10 @@ file is checked first (:func:`read_inference_checkpoint`), the units of this pro
 :func:`checked_loads`, and Ray is started with a worker set-up hook (:func:`check_loads_in_worker`) that
 makes every worker's ``torch.load`` the checked one before anything is loaded there.
 
-What the workers share is one graph: fairchem's graph parallelism splits a structure's atoms across the
-workers for backbones that support it (UMA's eSCN-MD). LEIGNN's backbone does not, so every worker runs
-the whole batch and rank 0's outputs are returned: the same results as one ``MLIPPredictUnit``, not
-faster. It is here so that a LEIGNN checkpoint in a pipeline built on the parallel unit loads safely.
+What the workers share is one graph: the unit sets up fairchem's graph-parallel group over them, and
+LEIGNN's backbone splits the batch's atoms across the workers (``graph_parallel.py``), every worker
+returning the whole result; rank 0's comes back. This is how one very large structure runs on several
+devices, from ``FAIRChemCalculator`` or fairchem-lammps; many small structures gain nothing from it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from pathlib import Path
 
 import ray
 import torch
+import torch.distributed as dist
+from fairchem.core.common import gp_utils
 from fairchem.core.units.mlip_unit.api.inference import guess_inference_settings
 from fairchem.core.units.mlip_unit.predict import ParallelMLIPPredictUnit
 
@@ -47,6 +49,15 @@ class CheckedParallelPredictUnit(ParallelMLIPPredictUnit):
         with checked_loads():
             return super().predict(data, *args, **kwargs)
 
+    def close(self) -> None:
+        """End the workers: leave fairchem's graph-parallel group and process group, which rank 0 set up in this
+        process (any later LEIGNN here would otherwise still split its atoms over them), and stop Ray."""
+        if gp_utils.initialized():
+            gp_utils.cleanup_gp()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        ray.shutdown()
+
 
 def _start_ray(num_cpus: int) -> None:
     """Start a local Ray whose workers load checked; refuse a Ray this process started without that."""
@@ -66,7 +77,7 @@ def load_parallel_predict_unit(path: str | Path, workers: int = 2, device: str =
                                num_cpus: int | None = None) -> CheckedParallelPredictUnit:
     """fairchem's ``ParallelMLIPPredictUnit`` of the LEIGNN checkpoint ``path`` on ``workers`` Ray workers,
     checked as :func:`load_predict_unit` checks (see above). Ray is started here with ``num_cpus`` (default:
-    the machine's cores, at least ``workers``); end it with ``ray.shutdown()``."""
+    the machine's cores, at least ``workers``); end it with ``unit.close()``."""
     if workers < 1:
         raise CheckpointError(f"workers must be at least 1, got {workers}")
     read_inference_checkpoint(path)
