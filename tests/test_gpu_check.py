@@ -18,6 +18,7 @@ from leignn_plugin.bench.cli import main
 from leignn_plugin.bench.ddp_step import DdpResult, run_ddp
 from leignn_plugin.bench.device_parity import Deviation, deviation
 from leignn_plugin.bench.gpu_check import NO_CUDA, GpuReport, markdown
+from leignn_plugin.testing.commands import as_typed_by_a_person
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -40,7 +41,7 @@ def test_without_a_gpu_the_command_prints_one_line_and_writes_nothing(tmp_path):
 @no_gpu_here
 def test_make_gpu_check_without_a_gpu_prints_one_line(tmp_path):
     done = subprocess.run(["make", "gpu-check", f"VENV={sys.prefix}", f"VENV2={tmp_path / 'none'}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+                          env=as_typed_by_a_person(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == NO_CUDA + "\n" and done.stderr == ""
 

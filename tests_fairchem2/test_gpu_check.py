@@ -17,6 +17,7 @@ from leignn_plugin.bench.amp_training import run_amp
 from leignn_plugin.bench.ddp_step import run_ddp
 from leignn_plugin.bench.device_parity import run_parity
 from leignn_plugin.bench.gpu_check import no_gpu_line
+from leignn_plugin.testing.commands import as_typed_by_a_person
 
 no_gpu_here = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 
@@ -36,7 +37,7 @@ def test_without_a_gpu_the_command_prints_one_line_and_writes_nothing(tmp_path):
 @no_gpu_here
 def test_make_gpu_check_without_a_gpu_prints_one_line(tmp_path):
     done = subprocess.run(["make", "gpu-check", f"VENV={tmp_path / 'none'}", f"VENV2={sys.prefix}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+                          env=as_typed_by_a_person(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == no_gpu_line() + "\n" and done.stderr == ""
 
